@@ -1,0 +1,97 @@
+"""The ResNet family of Kumar et al. (TMLR 2022) on timm's ``ResNet``.
+
+ResNet-6: a 7x7/2 stem conv + 3x3/2 max-pool, then four stages of ONE 3x3 conv each
+(64/128/256/512 filters times ``width``; the first stage has stride 1, the others 2),
+each with a 1x1 projection shortcut where the shape changes (identity otherwise, as in
+timm), then global pooling and a linear classifier when ``num_classes > 0``.
+The tapped maps are the outputs of the four stages (16/8/4/2 px for a 64 px input).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet, downsample_conv
+from torch import nn
+
+
+class SingleConvBlock(nn.Module):
+    """Residual block of one 3x3 conv + BN, added to the (projected) input, then ReLU."""
+
+    expansion = 1
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        act_layer: type[nn.Module] = nn.ReLU,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        **_timm_block_args: Any,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm_layer(planes)
+        self.act = act_layer(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.act(self.bn1(self.conv1(x)) + shortcut)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "single": SingleConvBlock,
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+}
+
+
+class K22ResNet(nn.Module):
+    """A K22 ResNet feature extractor; ``layers=(1, 1, 1, 1), block='single'`` is ResNet-6.
+
+    Args:
+        width: multiplier on every stage's channels, the stem included (0.25 = quarter width).
+        layers: blocks per stage.
+        block: ``single`` (one conv, ResNet-6), ``basic`` (ResNet-18 style) or ``bottleneck``.
+        num_classes: size of the classifier head; 0 (the metric's case) drops it.
+    """
+
+    def __init__(
+        self,
+        width: float = 1.0,
+        layers: Sequence[int] = (1, 1, 1, 1),
+        block: str = "single",
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; choose one of {sorted(BLOCKS)}")
+        if not 0 < width <= 4:
+            raise ValueError(f"width must be in (0, 4], got {width}")
+        block_cls = BLOCKS[block]
+        stage_channels = tuple(max(1, round(c * width)) for c in (64, 128, 256, 512))
+        stem = max(1, round(64 * width))
+        net = ResNet(block_cls, tuple(layers), num_classes=num_classes, channels=stage_channels)
+        if stem != 64:
+            # timm's plain stem is always 64 wide: narrow it and rebuild the first block to match.
+            net.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+            net.bn1 = nn.BatchNorm2d(stem)
+            planes = stage_channels[0]
+            out = planes * block_cls.expansion
+            down = None
+            if stem != out:
+                down = downsample_conv(stem, out, kernel_size=1, norm_layer=nn.BatchNorm2d)
+            net.layer1[0] = block_cls(stem, planes, 1, down)
+            net.init_weights(zero_init_last=True)
+        self.net = net
+        self.channels = [stage_channels[i] * block_cls.expansion for i in range(4)]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.net.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (training only; needs ``num_classes > 0``)."""
+        return self.net(x)

@@ -1,0 +1,63 @@
+"""A narrow Vision Transformer (timm's ``VisionTransformer``), tapped after every block."""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+TOKENS = ("patch", "cls")
+
+
+class NarrowViT(nn.Module):
+    """Narrow ViT feature extractor.
+
+    Args:
+        patch_size: 4 or 8 at 64 px.
+        embed_dim, depth, num_heads, mlp_ratio: as in timm.
+        img_size: training size; other sizes work (``dynamic_img_size``).
+        tokens: ``patch`` taps each block's patch tokens as an N x C x h x w map;
+            ``cls`` taps each block's CLS token as an N x C x 1 x 1 map (K22's choice).
+        num_classes: classifier size; 0 (the metric's case) drops it.
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 4,
+        embed_dim: int = 64,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        img_size: int = 64,
+        tokens: str = "patch",
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        if tokens not in TOKENS:
+            raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
+        if not 1 <= depth <= 24:
+            raise ValueError(f"depth must be in 1..24, got {depth}")
+        self.tokens = tokens
+        self.net = VisionTransformer(
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            num_classes=num_classes,
+            dynamic_img_size=True,
+        )
+        self.channels = [embed_dim] * depth
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taps = self.net.forward_intermediates(
+            x, return_prefix_tokens=True, intermediates_only=True, output_fmt="NCHW"
+        )
+        if self.tokens == "patch":
+            return [patches for patches, _ in taps]
+        return [prefix[:, 0, :, None, None] for _, prefix in taps]
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (training only; needs ``num_classes > 0``)."""
+        return self.net(x)

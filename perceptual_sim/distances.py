@@ -1,0 +1,90 @@
+"""Pure tensor functions: the three K22 distances over lists of feature maps.
+
+For layer l with raw map y (N x C x h x w) and its unit-normalised version
+``ŷ = y / sqrt(Σ_c y² + eps)`` (epsilon inside the square root, so gradients stay finite):
+
+* spatial:  ``mean_hw Σ_c w_c (ŷ0 - ŷ1)²``  (LPIPS; ``w_c = 1`` without layer weights)
+* style:    ``||G0 - G1||_F² / C²`` with ``G = ŷ ŷᵀ / (h w)`` (Gram of the normalised map;
+  the ``1/(h w)`` makes it independent of image size)
+* meanpool: ``||norm(mean_hw y0) - norm(mean_hw y1)||² / C``
+
+The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
+embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed. Everything
+here runs in float32 whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+MODES = ("spatial", "style", "meanpool")
+EPS = 1e-10
+
+
+def unit_normalize(f: Tensor, dim: int = 1, eps: float = EPS) -> Tensor:
+    """Divide by the L2 norm over ``dim``; ``eps`` sits inside the square root."""
+    f = f.float()
+    return f * torch.rsqrt(f.pow(2).sum(dim, keepdim=True) + eps)
+
+
+def gram(f: Tensor) -> Tensor:
+    """N x C x C channel cross-correlation of the unit-normalised map, divided by h*w."""
+    n, c, h, w = f.shape
+    flat = unit_normalize(f).reshape(n, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+def spatial_maps(fa: Sequence[Tensor], fb: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> list[Tensor]:
+    """Per-layer N x 1 x h x w maps of ``Σ_c w_c (ŷa - ŷb)²``."""
+    out = []
+    for i, (a, b) in enumerate(zip(fa, fb)):
+        diff = (unit_normalize(a) - unit_normalize(b)).pow(2)
+        if weights is not None:
+            diff = diff * weights[i].float().view(1, -1, 1, 1)
+        out.append(diff.sum(1, keepdim=True))
+    return out
+
+
+def layer_terms(mode: str, fa: Sequence[Tensor], fb: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
+    """N x L per-layer distance terms for ``mode``; sum over dim 1 for the distance."""
+    if mode == "spatial":
+        terms = [m.mean((1, 2, 3)) for m in spatial_maps(fa, fb, weights)]
+    elif mode == "style":
+        terms = [(gram(a) - gram(b)).pow(2).sum((1, 2)) / a.shape[1] ** 2 for a, b in zip(fa, fb)]
+    elif mode == "meanpool":
+        terms = [
+            (unit_normalize(a.float().mean((2, 3))) - unit_normalize(b.float().mean((2, 3)))).pow(2).sum(1) / a.shape[1]
+            for a, b in zip(fa, fb)
+        ]
+    else:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return torch.stack(terms, 1)
+
+
+def embedding(mode: str, feats: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> list[Tensor]:
+    """Per-layer N x D_l vectors e with ``term_l(a, b) = ||e_l(a) - e_l(b)||²``."""
+    out = []
+    for i, f in enumerate(feats):
+        n, c, h, w = f.shape
+        if mode == "spatial":
+            e = unit_normalize(f)
+            if weights is not None:
+                e = e * weights[i].float().clamp_min(0).sqrt().view(1, -1, 1, 1)
+            out.append(e.reshape(n, -1) / (h * w) ** 0.5)
+        elif mode == "style":
+            out.append(gram(f).reshape(n, -1) / c)
+        elif mode == "meanpool":
+            out.append(unit_normalize(f.float().mean((2, 3))) / c**0.5)
+        else:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return out
+
+
+def squared_cdist(a: Tensor, b: Tensor) -> Tensor:
+    """N x M squared Euclidean distances, computed through one matmul, clamped at 0."""
+    a64, b64 = a.double(), b.double()
+    d = a64.pow(2).sum(1, keepdim=True) + b64.pow(2).sum(1)[None] - 2 * a64 @ b64.T
+    return d.clamp_min(0).float()

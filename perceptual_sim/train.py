@@ -1,0 +1,286 @@
+"""The recipe that makes mid-accuracy backbones: train a classifier at 64 x 64, checkpoint
+densely early, resume after interruption, and export any checkpoint as card + safetensors.
+
+Augmentation is random crop (4 px reflect padding) + horizontal flip only; SGD with momentum,
+linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
+Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
+pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .backbones import build_backbone
+from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+
+IMAGE_SIZE = 64
+EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class Recipe:
+    """Everything that defines a training run (recorded in every checkpoint and card)."""
+
+    data: str
+    arch: str = "k22_resnet"
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    epochs: float = 4.0
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    schedule: str = "cosine"
+    step_milestones: tuple[float, ...] = (0.33, 0.66, 0.88)
+    seed: int = 0
+    optimizer: str = "sgd"
+
+
+def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode a class-per-folder tree into uint8 N x 64 x 64 x 3 images and int64 labels."""
+    root = Path(root)
+    if classes is None:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"{root} holds no class folders (expected ROOT/<class>/<image>)")
+    files, labels = [], []
+    for i, c in enumerate(classes):
+        for p in sorted((root / c).rglob("*")):
+            if p.suffix.lower() in EXTENSIONS:
+                files.append(p)
+                labels.append(i)
+    images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    for k, p in enumerate(files):
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+                s = IMAGE_SIZE / min(im.size)
+                im = im.resize((max(IMAGE_SIZE, round(im.width * s)), max(IMAGE_SIZE, round(im.height * s))), Image.BICUBIC)
+                left, top = (im.width - IMAGE_SIZE) // 2, (im.height - IMAGE_SIZE) // 2
+                im = im.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+            images[k] = np.asarray(im)
+    return images, np.asarray(labels, np.int64), classes
+
+
+def load_dataset(data: Path, cache: Path) -> dict[str, Any]:
+    """Train and val splits of ``data`` (``train/`` and ``val/`` class folders), cached as .npy."""
+    data = Path(data).resolve()
+    key = hashlib.sha256(str(data).encode()).hexdigest()[:16]
+    folder = Path(cache) / key
+    names = ("train_x", "train_y", "val_x", "val_y")
+    if all((folder / f"{n}.npy").is_file() for n in names) and (folder / "classes.json").is_file():
+        out: dict[str, Any] = {n: np.load(folder / f"{n}.npy", allow_pickle=False) for n in names}
+        out["classes"] = json.loads((folder / "classes.json").read_text())
+        return out
+    for split in ("train", "val"):
+        if not (data / split).is_dir():
+            raise ValueError(f"{data} must hold train/ and val/ class folders; {data / split} is missing")
+    t0 = time.time()
+    tx, ty, classes = load_folder(data / "train")
+    vx, vy, _ = load_folder(data / "val", classes)
+    print(f"decoded {len(tx)} train + {len(vx)} val images in {time.time() - t0:.0f}s", file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, a in zip(names, (tx, ty, vx, vy)):
+        np.save(folder / f"{n}.npy", a)
+    (folder / "classes.json").write_text(json.dumps(classes))
+    return {"train_x": tx, "train_y": ty, "val_x": vx, "val_y": vy, "classes": classes}
+
+
+def to_input(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
+    x = batch.permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after 4 px reflect padding, and random horizontal flip (per image)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dy = torch.randint(0, 9, (n,), generator=gen)
+    dx = torch.randint(0, 9, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, 3, h, w + 8)
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, 3, h, w)
+    out = out.gather(3, cols)
+    flip = torch.rand(n, generator=gen) < 0.5
+    return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+
+
+def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
+    epoch = step / steps_per_epoch
+    if epoch < recipe.warmup_epochs:
+        return recipe.lr * (step + 1) / max(1, round(recipe.warmup_epochs * steps_per_epoch))
+    if recipe.schedule == "cosine":
+        span = max(1e-9, recipe.epochs - recipe.warmup_epochs)
+        return 0.5 * recipe.lr * (1 + math.cos(math.pi * min(1.0, (epoch - recipe.warmup_epochs) / span)))
+    drops = sum(epoch >= m * recipe.epochs for m in recipe.step_milestones)
+    return recipe.lr * 0.1**drops
+
+
+def checkpoint_steps(steps_per_epoch: int, epochs: float) -> list[int]:
+    """Dense early, sparse late: 8 per epoch in epoch 1, 4 in epochs 2-3, 1 per epoch to 10, then every 5."""
+    total = int(round(epochs * steps_per_epoch))
+    marks: set[float] = {k / 8 for k in range(1, 9)} | {1 + k / 4 for k in range(1, 9)}
+    marks |= set(range(4, 11)) | set(range(15, int(epochs) + 1, 5)) | {epochs}
+    return sorted({min(total, max(1, round(m * steps_per_epoch))) for m in marks if m <= epochs})
+
+
+@torch.no_grad()
+def evaluate_top1(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 500) -> tuple[float, float]:
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(x), batch):
+        logits = model.classify(to_input(torch.from_numpy(x[i : i + batch])))
+        t = torch.from_numpy(y[i : i + batch])
+        loss += F.cross_entropy(logits, t, reduction="sum").item()
+        correct += (logits.argmax(1) == t).sum().item()
+    model.train()
+    return correct / len(x), loss / len(x)
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    records = sorted(out.glob("step-*.json"))
+    return records[-1] if records else None
+
+
+def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None, log_every: int = 50) -> Path:
+    """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe_file = out / "recipe.json"
+    if recipe_file.is_file():
+        saved = json.loads(recipe_file.read_text())
+        if saved != json.loads(json.dumps(dataclasses.asdict(recipe))):
+            raise ValueError(f"{out} holds a run with another recipe ({recipe_file}); use a new --out folder")
+    else:
+        recipe_file.write_text(json.dumps(dataclasses.asdict(recipe), indent=2))
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_dataset(Path(recipe.data), cache)
+    n_classes = len(data["classes"])
+    model = build_backbone(recipe.arch, {**recipe.arch_args, "num_classes": n_classes})
+    model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=False)
+    elif recipe.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=recipe.lr)
+    else:
+        raise ValueError(f"optimizer must be sgd or adamw, got {recipe.optimizer!r}")
+    n_train = len(data["train_x"])
+    steps_per_epoch = n_train // recipe.batch_size
+    total = int(round(recipe.epochs * steps_per_epoch))
+    marks = checkpoint_steps(steps_per_epoch, recipe.epochs)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    step = 0
+    last = _latest_checkpoint(out)
+    if last is not None:
+        state = load_file(str(last.with_suffix(".safetensors")))
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for i, p in enumerate(params):
+            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                if f"optim.{i}.{key}" in state:
+                    opt.state[p][key] = state[f"optim.{i}.{key}"]
+            if f"optim.{i}.step" in state:
+                opt.state[p]["step"] = state[f"optim.{i}.step"]
+        gen.set_state(state["rng"])
+        step = json.loads(last.read_text())["step"]
+        print(f"resumed from {last.name} (step {step}/{total})", file=sys.stderr)
+    perm = None
+    model.train()
+    t0, seen = time.time(), 0
+    while step < total:
+        epoch_idx, pos = divmod(step, steps_per_epoch)
+        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(recipe.seed * 100003 + epoch_idx))
+        idx = perm[pos * recipe.batch_size : (pos + 1) * recipe.batch_size].numpy()
+        x = augment(to_input(torch.from_numpy(data["train_x"][np.sort(idx)])), gen)
+        y = torch.from_numpy(data["train_y"][np.sort(idx)])
+        lr = lr_at(recipe, step, steps_per_epoch)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += len(idx)
+        if step % log_every == 0 or step == total:
+            rate = seen / (time.time() - t0)
+            eta = (total - step) * recipe.batch_size / rate
+            print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f} lr {lr:.4f} "
+                  f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
+        if step in marks:
+            top1, val_loss = evaluate_top1(model, data["val_x"], data["val_y"])
+            _save_checkpoint(out, model, opt, gen, step, steps_per_epoch, top1, val_loss, loss.item())
+            print(f"checkpoint step {step}: val top-1 {100 * top1:.2f}% val loss {val_loss:.3f}", file=sys.stderr, flush=True)
+    return out
+
+
+def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, val_loss, train_loss) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for key, v in opt.state.get(p, {}).items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{i}.{key}"] = v
+    tensors["rng"] = gen.get_state()
+    name = f"step-{step:07d}"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"{name}.safetensors"))
+    record = {"step": step, "epoch": step / steps_per_epoch, "val_top1": top1, "val_loss": val_loss,
+              "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+    with open(out / "log.csv", "a") as f:
+        if f.tell() == 0:
+            f.write("step,epoch,val_top1,val_loss,train_loss\n")
+        f.write(f"{step},{step / steps_per_epoch:.4f},{top1:.4f},{val_loss:.4f},{train_loss:.4f}\n")
+
+
+def checkpoints(run: Path) -> list[dict[str, Any]]:
+    """The records of a run's checkpoints, in step order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(run).glob("step-*.json"))]
+
+
+def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial",
+           summary: str = "", scores: dict[str, Any] | None = None, overwrite: bool = False) -> ModelCard:
+    """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped)."""
+    run = Path(run)
+    record_file = run / f"step-{step:07d}.json"
+    if not record_file.is_file():
+        steps = [r["step"] for r in checkpoints(run)]
+        raise ValueError(f"{run} has no checkpoint at step {step}; it has steps {steps}")
+    recipe = json.loads((run / "recipe.json").read_text())
+    record = json.loads(record_file.read_text())
+    state = load_file(str(record_file.with_suffix(".safetensors")))
+    backbone = {f"backbone.{k[6:]}": v for k, v in state.items()
+                if k.startswith("model.") and not k.startswith(("model.net.fc.", "model.net.head."))}
+    card = ModelCard(
+        name=name, arch=recipe["arch"], arch_args=recipe["arch_args"], default_mode=default_mode,
+        summary=summary, scores=scores or {},
+        training={"data": recipe["data"], "recipe": recipe, "step": record["step"], "epoch": record["epoch"],
+                  "val_top1": record["val_top1"], "package_version": __version__},
+        license="Apache-2.0 (code). Weights trained on Tiny-ImageNet, a subset of ImageNet: "
+                "ImageNet terms apply (non-commercial research and educational use).",
+    )
+    dest = Path(dest)
+    return save_model(card, backbone, dest / f"{name}.json" if dest.suffix != ".json" else dest, overwrite=overwrite)

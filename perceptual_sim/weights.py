@@ -1,0 +1,250 @@
+"""Models as data: a JSON card plus a safetensors file, resolved from a model string.
+
+A model string resolves, in this order:
+
+1. a bundled name (a card in the package's ``weights/`` folder),
+2. a local path: a card ``NAME.json`` beside ``NAME.safetensors``, or a folder holding
+   ``card.json`` and ``model.safetensors``,
+3. ``hf-hub:ORG/NAME[@REVISION]``: ``card.json`` and ``model.safetensors`` from the
+   Hugging Face Hub through ``huggingface_hub`` (which honours ``HF_HUB_OFFLINE``,
+   ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_ENDPOINT``).
+
+The tensor file's sha256 must match the card; tensors are read with safetensors only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+
+CARD_FILE = "card.json"
+TENSOR_FILE = "model.safetensors"
+HUB_PREFIX = "hf-hub:"
+MODES = ("spatial", "style", "meanpool")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelNotFoundError(ValueError):
+    """A model string that names no bundled model, local file or reachable Hub repo."""
+
+
+class WeightsError(ValueError):
+    """A tensor file that does not match its card (hash, names or shapes)."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is: architecture, input normalisation, default mode and provenance.
+
+    ``input_mean``/``input_std`` normalise images given in [0, 1]. ``layer_weights`` says
+    the tensor file holds non-negative per-channel weights ``layer_weights.<l>`` (LPIPS
+    "lin") used by the spatial distance.
+    """
+
+    name: str
+    arch: str
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    input_mean: tuple[float, float, float] = IMAGENET_MEAN
+    input_std: tuple[float, float, float] = IMAGENET_STD
+    default_mode: str = "spatial"
+    layer_weights: bool = False
+    min_size: int = 16
+    sha256: str = ""
+    summary: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    license: str = ""
+    package_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.default_mode not in MODES:
+            raise ValueError(f"card {self.name!r}: default_mode {self.default_mode!r} not in {MODES}")
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "card") -> "ModelCard":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"{source} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"{source} must hold a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise WeightsError(f"{source} has unknown fields {unknown}; known fields: {sorted(names)}")
+        for key in ("input_mean", "input_std"):
+            if key in data:
+                data[key] = tuple(data[key])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise WeightsError(f"{source} is missing a field: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+    def one_line(self) -> str:
+        """A one-line summary for listings."""
+        top1 = self.training.get("val_top1")
+        acc = f", top-1 {100 * top1:.1f}%" if isinstance(top1, (int, float)) else ""
+        return f"{self.name}: {self.arch} {self.arch_args}, mode {self.default_mode}{acc}. {self.summary}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_dir() -> Path:
+    """The folder of bundled models: inside the installed package, or the repository's ``weights/``."""
+    inside = Path(__file__).resolve().parent / "weights"
+    if inside.is_dir():
+        return inside
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def bundled_names() -> list[str]:
+    folder = bundled_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of the bundled models, sorted by name."""
+    folder = bundled_dir()
+    return [read_card(folder / f"{n}.json") for n in bundled_names()]
+
+
+def read_card(path: Path) -> ModelCard:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read model card {path}: {exc.strerror}") from None
+    return ModelCard.from_json(text, source=str(path))
+
+
+def resolve(
+    model: str, *, cache_dir: str | os.PathLike[str] | None = None
+) -> tuple[ModelCard, Path]:
+    """Find the card and tensor file for a model string (see the module docstring)."""
+    if not isinstance(model, str) or not model:
+        raise ModelNotFoundError(f"a model must be a non-empty string, got {model!r}")
+    if model in bundled_names():
+        folder = bundled_dir()
+        return read_card(folder / f"{model}.json"), folder / f"{model}.safetensors"
+    if model.startswith(HUB_PREFIX):
+        return _resolve_hub(model[len(HUB_PREFIX):], cache_dir)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return read_card(path / CARD_FILE), path / TENSOR_FILE
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            path = path.with_suffix(".json")
+        return read_card(path), path.with_suffix(".safetensors")
+    known = ", ".join(bundled_names()) or "(none bundled)"
+    raise ModelNotFoundError(
+        f"unknown model {model!r}. Use a bundled name ({known}), a path to a card NAME.json "
+        f"or a folder with {CARD_FILE} + {TENSOR_FILE}, or 'hf-hub:ORG/NAME[@REVISION]'. "
+        "`perceptual-sim list` shows the bundled models."
+    )
+
+
+def _resolve_hub(spec: str, cache_dir: str | os.PathLike[str] | None) -> tuple[ModelCard, Path]:
+    repo_id, _, revision = spec.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ModelNotFoundError(f"Hub model must look like 'hf-hub:ORG/NAME[@REVISION]', got 'hf-hub:{spec}'")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    paths = {}
+    for filename in (CARD_FILE, TENSOR_FILE):
+        try:
+            paths[filename] = Path(
+                hf_hub_download(
+                    repo_id,
+                    filename,
+                    revision=revision or None,
+                    cache_dir=cache_dir,
+                    library_name="perceptual_sim",
+                    library_version=__version__,
+                )
+            )
+        except LocalEntryNotFoundError:
+            raise ModelNotFoundError(
+                f"{filename} of hf-hub:{spec} is not in the local cache and the Hub cannot be reached "
+                "(offline, HF_HUB_OFFLINE=1, or the server is down). On a machine with network run "
+                f"`perceptual-sim download hf-hub:{spec}` first, or use a local path."
+            ) from None
+        except RepositoryNotFoundError:
+            raise ModelNotFoundError(
+                f"Hub repo {repo_id!r} (revision {revision or 'main'}) was not found or is private."
+            ) from None
+        except EntryNotFoundError:
+            extra = " (this package loads safetensors only, never pickles)" if filename == TENSOR_FILE else ""
+            raise ModelNotFoundError(
+                f"Hub repo {repo_id!r} (revision {revision or 'main'}) has no {filename}{extra}."
+            ) from None
+        except OSError as exc:
+            raise ModelNotFoundError(f"could not fetch {filename} of hf-hub:{spec}: {exc}") from None
+    return read_card(paths[CARD_FILE]), paths[TENSOR_FILE]
+
+
+def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
+    """Read the tensor file after checking its sha256 against the card."""
+    if not path.is_file():
+        raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing")
+    digest = sha256_file(path)
+    if digest != card.sha256:
+        raise WeightsError(
+            f"tensor file {path} has sha256 {digest}, but the card of {card.name!r} says "
+            f"{card.sha256 or '(none)'}: the file is corrupt, truncated or not the one the card "
+            "describes. Re-download it or re-export the model."
+        )
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"cannot read {path} as safetensors: {exc}") from None
+
+
+def save_model(
+    card: ModelCard,
+    tensors: Mapping[str, torch.Tensor],
+    card_path: Path,
+    *,
+    overwrite: bool = False,
+) -> ModelCard:
+    """Write ``tensors`` beside ``card_path`` (same stem, .safetensors) and the card with its sha256.
+
+    A folder path writes ``card.json`` + ``model.safetensors`` in it.
+    Returns the card as written. Refuses to replace existing files unless ``overwrite``.
+    """
+    card_path = Path(card_path)
+    if card_path.suffix != ".json":
+        card_path.mkdir(parents=True, exist_ok=True)
+        card_path = card_path / CARD_FILE
+        tensor_path = card_path.parent / TENSOR_FILE
+    else:
+        card_path.parent.mkdir(parents=True, exist_ok=True)
+        tensor_path = card_path.with_suffix(".safetensors")
+    for p in (card_path, tensor_path):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists; choose another name or pass overwrite=True (--force)")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tensor_path))
+    card = dataclasses.replace(card, sha256=sha256_file(tensor_path), package_version=__version__)
+    card_path.write_text(card.to_json(), encoding="utf-8")
+    return card
