@@ -1,0 +1,68 @@
+"""Each distance head against a hand computation on tiny feature maps."""
+
+from math import sqrt
+
+import pytest
+import torch
+
+from perceptual_sim.distances import embedding, layer_terms, spatial_maps, squared_cdist, unit_normalize
+
+# One layer, N=1, C=2, h=1, w=2: location 1 holds a=(3,4), b=(4,3); location 2 a=(1,0), b=(0,2).
+A = torch.tensor([[3.0, 1.0], [4.0, 0.0]]).view(1, 2, 1, 2)
+B = torch.tensor([[4.0, 0.0], [3.0, 2.0]]).view(1, 2, 1, 2)
+
+
+def test_spatial_by_hand():
+    # normalised: a -> (.6,.8),(1,0); b -> (.8,.6),(0,1); squared diffs .08 and 2; mean 1.04
+    assert layer_terms("spatial", [A], [B]).item() == pytest.approx(1.04, abs=1e-6)
+
+
+def test_spatial_with_layer_weights_by_hand():
+    w = [torch.tensor([2.0, 0.5])]
+    # location 1: 2*.04 + .5*.04 = .1; location 2: 2*1 + .5*1 = 2.5; mean 1.3
+    assert layer_terms("spatial", [A], [B], w).item() == pytest.approx(1.3, abs=1e-6)
+    assert spatial_maps([A], [B], w)[0].flatten().tolist() == pytest.approx([0.1, 2.5], abs=1e-6)
+
+
+def test_style_by_hand():
+    # G_a = [[.68,.24],[.24,.32]], G_b = [[.32,.24],[.24,.68]]; ||G_a-G_b||^2 = 2*.36^2; / C^2
+    assert layer_terms("style", [A], [B]).item() == pytest.approx(2 * 0.36**2 / 4, abs=1e-6)
+
+
+def test_meanpool_by_hand():
+    # means: a (2, 2), b (2, 2.5); unit-normalise, squared distance, / C
+    expected = ((2 / sqrt(8) - 2 / sqrt(10.25)) ** 2 + (2 / sqrt(8) - 2.5 / sqrt(10.25)) ** 2) / 2
+    assert layer_terms("meanpool", [A], [B]).item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_layers_sum_and_unknown_mode():
+    terms = layer_terms("spatial", [A, 2 * A], [B, B])
+    assert terms.shape == (1, 2)
+    assert terms[0, 1].item() == pytest.approx(terms[0, 0].item(), abs=1e-6)  # scale-invariant
+    with pytest.raises(ValueError, match="mode must be one of"):
+        layer_terms("cosine", [A], [B])
+
+
+def test_zero_features_give_finite_gradients():
+    f = torch.zeros(1, 4, 3, 3, requires_grad=True)
+    g = torch.rand(1, 4, 3, 3)
+    for mode in ("spatial", "style", "meanpool"):
+        layer_terms(mode, [f], [g]).sum().backward()
+        assert torch.isfinite(f.grad).all()
+        f.grad = None
+    assert torch.equal(unit_normalize(torch.zeros(1, 3, 2, 2)), torch.zeros(1, 3, 2, 2))
+
+
+@pytest.mark.parametrize("mode", ["spatial", "style", "meanpool"])
+def test_embedding_distance_equals_direct_terms(mode):
+    g = torch.Generator().manual_seed(0)
+    fa = [torch.randn(3, 5, 4, 4, generator=g), torch.randn(3, 7, 2, 2, generator=g)]
+    fb = [torch.randn(2, 5, 4, 4, generator=g), torch.randn(2, 7, 2, 2, generator=g)]
+    w = [torch.rand(5, generator=g), torch.rand(7, generator=g)]
+    weights = w if mode == "spatial" else None
+    ea, eb = embedding(mode, fa, weights), embedding(mode, fb, weights)
+    matrix = sum(squared_cdist(a, b) for a, b in zip(ea, eb))
+    for i in range(3):
+        for j in range(2):
+            direct = layer_terms(mode, [f[i : i + 1] for f in fa], [f[j : j + 1] for f in fb], weights).sum()
+            assert matrix[i, j].item() == pytest.approx(direct.item(), rel=1e-5, abs=1e-7)
