@@ -52,6 +52,18 @@ class Recipe:
     optimizer: str = "sgd"
 
 
+def decode_square(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Decode an image to RGB uint8 size x size x 3 (shorter side resized, then centre crop)."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            s = size / min(im.size)
+            im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
+            left, top = (im.width - size) // 2, (im.height - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im)
+
+
 def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode a class-per-folder tree into uint8 N x 64 x 64 x 3 images and int64 labels."""
     root = Path(root)
@@ -67,14 +79,7 @@ def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarra
                 labels.append(i)
     images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     for k, p in enumerate(files):
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                s = IMAGE_SIZE / min(im.size)
-                im = im.resize((max(IMAGE_SIZE, round(im.width * s)), max(IMAGE_SIZE, round(im.height * s))), Image.BICUBIC)
-                left, top = (im.width - IMAGE_SIZE) // 2, (im.height - IMAGE_SIZE) // 2
-                im = im.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-            images[k] = np.asarray(im)
+        images[k] = decode_square(p)
     return images, np.asarray(labels, np.int64), classes
 
 

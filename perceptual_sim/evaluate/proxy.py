@@ -1,0 +1,304 @@
+"""Offline proxies for human judgments (they guide choices and catch regressions; they do
+not replace BAPPS or other human-judgment benchmarks).
+
+* **Reference-judge 2AFC**: triplets (ref, p0, p1) from a folder of natural images with
+  random BAPPS-"traditional"-style distortions, judged by human-calibrated reference
+  metrics (LPIPS-Alex-lin and LPIPS-VGG-lin by default): ``p`` = share of judges that prefer
+  p1; scored with the BAPPS 2AFC rule. The judges' own rows are marked as judges.
+* **Shift rank flips** (ST-LPIPS protocol): the share of a metric's 2AFC decisions that flip
+  when p0 and p1 are translated by 1, 2 and 3 px; lower is better.
+* **Monotonicity**: Spearman correlation between distance and severity level (1..5) within
+  each distortion type, averaged over images and types.
+
+The triplets are generated deterministically from a seed and cached as uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from .. import __version__
+from ..distances import MODES, layer_terms
+from ..metric import PerceptualDistance
+from ..train import EXTENSIONS, decode_square
+from .distortions import DISTORTIONS, LEVELS, distort, shift
+
+SHIFTS = (1, 2, 3)
+DATA_VERSION = "proxy-v1"
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "perceptual_sim" / "proxy"
+
+
+@dataclass
+class ProxySet:
+    """The generated proxy data (uint8 N x 3 x 64 x 64 images) and, once judged, the judgments."""
+
+    ref: Tensor
+    p0: Tensor
+    p1: Tensor
+    mono_ref: Tensor
+    mono: Tensor  # M x types x levels x 3 x H x W
+    judgments: Tensor | None  # J x T, each judge's preference for p1 in {0, 0.5, 1}
+    judges: list[str]
+    folder: Path
+
+    @property
+    def p(self) -> Tensor:
+        """Share of the judges preferring p1, per triplet."""
+        if self.judgments is None:
+            raise ValueError("this proxy set has not been judged yet; run judge() first")
+        return self.judgments.float().mean(0)
+
+
+def _image_files(root: Path) -> list[Path]:
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS)
+    if not files:
+        raise ValueError(f"no images under {root} (looked for {sorted(EXTENSIONS)})")
+    return files
+
+
+def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100, seed: int = 0,
+                   cache: Path | None = None) -> ProxySet:
+    """Generate (or load from the cache) the proxy triplets and monotonicity series."""
+    files = _image_files(images)
+    key = hashlib.sha256(json.dumps([DATA_VERSION, str(Path(images).resolve()), len(files), triplets,
+                                     mono_images, seed]).encode()).hexdigest()[:16]
+    folder = (cache or default_cache()) / key
+    names = ("ref", "p0", "p1", "mono_ref", "mono")
+    if not all((folder / f"{n}.npy").is_file() for n in names):
+        need = triplets + mono_images
+        if len(files) < need:
+            raise ValueError(f"{images} has {len(files)} images; the proxy needs {need} (triplets + mono_images)")
+        rng = np.random.default_rng(seed)
+        chosen = [files[i] for i in rng.choice(len(files), need, replace=False)]
+        arrays = torch.from_numpy(np.stack([decode_square(p) for p in chosen])).permute(0, 3, 1, 2)
+        g = torch.Generator().manual_seed(seed)
+        ref = arrays[:triplets]
+        p0, p1 = _random_distortions(ref, g), _random_distortions(ref, g)
+        mono_ref = arrays[triplets:]
+        x = mono_ref.float() / 255
+        series = []
+        for kind in DISTORTIONS:
+            levels = []
+            for level in LEVELS:
+                gk = torch.Generator().manual_seed(seed * 7919 + list(DISTORTIONS).index(kind))
+                levels.append(_to_uint8(distort(x, kind, level, gk)))
+            series.append(torch.stack(levels, 1))
+        mono = torch.stack(series, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, t in zip(names, (ref, p0, p1, mono_ref, mono)):
+            np.save(folder / f"{n}.npy", t.numpy())
+        (folder / "info.json").write_text(json.dumps({"images": str(images), "triplets": triplets,
+                                                      "mono_images": mono_images, "seed": seed,
+                                                      "data_version": DATA_VERSION}, indent=2))
+    t = {n: torch.from_numpy(np.load(folder / f"{n}.npy", allow_pickle=False)) for n in names}
+    judgments, judges = None, []
+    if (folder / "judgments.npy").is_file():
+        judgments = torch.from_numpy(np.load(folder / "judgments.npy", allow_pickle=False))
+        judges = json.loads((folder / "judges.json").read_text())
+    return ProxySet(t["ref"], t["p0"], t["p1"], t["mono_ref"], t["mono"], judgments, judges, folder)
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _random_distortions(ref: Tensor, g: torch.Generator, batch: int = 200) -> Tensor:
+    """One random distortion (or a composition of two) at a random level per image."""
+    kinds = list(DISTORTIONS)
+    out = []
+    for i in range(0, len(ref), batch):
+        x = ref[i : i + batch].float() / 255
+        rows = []
+        for img in x:
+            img = img[None]
+            steps = 2 if torch.rand(1, generator=g).item() < 0.3 else 1
+            for _ in range(steps):
+                kind = kinds[int(torch.randint(len(kinds), (1,), generator=g))]
+                level = int(torch.randint(1, 6, (1,), generator=g))
+                img = distort(img, kind, level, g)
+            rows.append(img[0])
+        out.append(_to_uint8(torch.stack(rows)))
+    return torch.cat(out)
+
+
+class ProxyMetric(Protocol):
+    """What the proxies need of a metric: features once per image, distances per mode."""
+
+    name: str
+
+    def features(self, x: Tensor) -> Any: ...
+
+    def compare(self, fa: Any, fb: Any) -> dict[str, Tensor]: ...
+
+
+class NetMetric:
+    """A :class:`PerceptualDistance` scored in several modes from one backbone pass."""
+
+    def __init__(self, model: PerceptualDistance, name: str | None = None, modes: Sequence[str] = MODES) -> None:
+        self.model, self.modes = model, tuple(modes)
+        self.name = name or model.card.name
+        self.weights = list(model.layer_weights) if model.layer_weights is not None else None
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        return self.model.embed(x).maps
+
+    def compare(self, fa: list[Tensor], fb: list[Tensor]) -> dict[str, Tensor]:
+        return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1) for m in self.modes}
+
+
+class L2Metric:
+    """Mean squared pixel difference."""
+
+    name = "L2"
+
+    def features(self, x: Tensor) -> Tensor:
+        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+    def compare(self, fa: Tensor, fb: Tensor) -> dict[str, Tensor]:
+        return {"pixel": (fa - fb).pow(2).mean((1, 2, 3))}
+
+
+class SSIMMetric(L2Metric):
+    """1 - SSIM (Gaussian window 11, sigma 1.5, on each RGB channel, averaged)."""
+
+    name = "SSIM"
+
+    def compare(self, fa: Tensor, fb: Tensor) -> dict[str, Tensor]:
+        return {"pixel": 1 - ssim(fa, fb)}
+
+
+def ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
+    """Mean SSIM per image (Wang et al. 2004; 'valid' Gaussian filtering)."""
+    t = torch.arange(11, dtype=torch.float32) - 5
+    k = torch.exp(-0.5 * (t / 1.5) ** 2)
+    k = (k / k.sum())
+    win = (k[:, None] * k[None]).view(1, 1, 11, 11).repeat(a.shape[1], 1, 1, 1)
+    c = a.shape[1]
+
+    def filt(z: Tensor) -> Tensor:
+        return F.conv2d(z, win, groups=c)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = filt(a), filt(b)
+    saa = filt(a * a) - mu_a**2
+    sbb = filt(b * b) - mu_b**2
+    sab = filt(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return s.mean((1, 2, 3))
+
+
+@torch.inference_mode()
+def triplet_distances(metric: ProxyMetric, data: ProxySet, *, shifts: Sequence[int] = SHIFTS,
+                      batch: int = 250, progress: bool = True) -> dict[str, dict[int, tuple[Tensor, Tensor]]]:
+    """{mode: {shift: (d0, d1)}} over all triplets (shift 0 = unshifted)."""
+    out: dict[str, dict[int, list[tuple[Tensor, Tensor]]]] = {}
+    n = len(data.ref)
+    for i in tqdm(range(0, n, batch), desc=f"{metric.name} triplets", disable=not progress, leave=False):
+        fr = metric.features(data.ref[i : i + batch])
+        for k in (0, *shifts):
+            f0 = metric.features(shift(data.p0[i : i + batch], k))
+            f1 = metric.features(shift(data.p1[i : i + batch], k))
+            d0, d1 = metric.compare(fr, f0), metric.compare(fr, f1)
+            for mode in d0:
+                out.setdefault(mode, {}).setdefault(k, []).append((d0[mode], d1[mode]))
+    return {m: {k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for k, v in ks.items()}
+            for m, ks in out.items()}
+
+
+def two_afc(d0: Tensor, d1: Tensor, p: Tensor) -> float:
+    """BAPPS 2AFC score: (d0<d1)(1-p) + (d1<d0)p + 0.5(d0==d1), averaged."""
+    d0, d1, p = d0.double(), d1.double(), p.double()
+    return float(((d0 < d1) * (1 - p) + (d1 < d0) * p + 0.5 * (d0 == d1)).mean())
+
+
+def _decision(d0: Tensor, d1: Tensor) -> Tensor:
+    """Preference for p1: 1 if d1 < d0, 0 if d0 < d1, 0.5 on a tie."""
+    return (d1 < d0).float() + 0.5 * (d0 == d1).float()
+
+
+def _spearman_rows(d: Tensor) -> Tensor:
+    """Spearman correlation of each row of d (M x L) with 1..L (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    levels = np.arange(d.shape[1], dtype=np.float64)
+    ranks = rankdata(d.double().numpy(), axis=1)
+    rc = ranks - ranks.mean(1, keepdims=True)
+    lc = levels - levels.mean()
+    denom = np.sqrt((rc**2).sum(1) * (lc**2).sum())
+    rho = np.where(denom > 0, (rc * lc).sum(1) / np.where(denom > 0, denom, 1), 0.0)
+    return torch.from_numpy(rho)
+
+
+@torch.inference_mode()
+def monotonicity(metric: ProxyMetric, data: ProxySet, *, batch: int = 100) -> dict[str, dict[str, float]]:
+    """{mode: {distortion: mean Spearman rho, ..., "mean": average over distortions}}."""
+    m, kinds, levels = data.mono.shape[:3]
+    result: dict[str, dict[str, float]] = {}
+    for ki, kind in enumerate(DISTORTIONS):
+        per_mode: dict[str, list[Tensor]] = {}
+        for i in range(0, m, batch):
+            fr = metric.features(data.mono_ref[i : i + batch])
+            cols: dict[str, list[Tensor]] = {}
+            for li in range(levels):
+                d = metric.compare(fr, metric.features(data.mono[i : i + batch, ki, li]))
+                for mode, v in d.items():
+                    cols.setdefault(mode, []).append(v)
+            for mode, v in cols.items():
+                per_mode.setdefault(mode, []).append(torch.stack(v, 1))
+        for mode, rows in per_mode.items():
+            result.setdefault(mode, {})[kind] = float(_spearman_rows(torch.cat(rows)).mean())
+    for mode in result:
+        result[mode]["mean"] = float(np.mean([result[mode][k] for k in DISTORTIONS]))
+    return result
+
+
+def judge(data: ProxySet, judges: Sequence[tuple[str, ProxyMetric]], *, progress: bool = True) -> ProxySet:
+    """Record each judge's preference per triplet (unshifted, the judge's own mode) in the cache."""
+    rows = []
+    for _, metric in judges:
+        d = triplet_distances(metric, data, shifts=(), progress=progress)
+        d0, d1 = d["spatial" if "spatial" in d else next(iter(d))][0]
+        rows.append(_decision(d0, d1))
+    data.judgments = torch.stack(rows)
+    data.judges = [name for name, _ in judges]
+    np.save(data.folder / "judgments.npy", data.judgments.numpy())
+    (data.folder / "judges.json").write_text(json.dumps(data.judges))
+    return data
+
+
+def score(metric: ProxyMetric, data: ProxySet, *, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """All three proxies for every mode the metric offers."""
+    p = data.p
+    tri = triplet_distances(metric, data, progress=progress)
+    mono = monotonicity(metric, data)
+    out: dict[str, dict[str, Any]] = {}
+    for mode, by_shift in tri.items():
+        d0, d1 = by_shift[0]
+        base = _decision(d0, d1)
+        flips = {}
+        for k in SHIFTS:
+            s0, s1 = by_shift[k]
+            flips[str(k)] = float((_decision(s0, s1) != base).double().mean())
+        out[mode] = {"2afc": two_afc(d0, d1, p), "shift_flips": flips, "monotonicity": mono[mode]["mean"],
+                     "monotonicity_by_type": {k: v for k, v in mono[mode].items() if k != "mean"}}
+    return out
+
+
+def proxy_report(name: str, scores: dict[str, dict[str, Any]], *, judge_row: bool, card_sha256: str = "") -> dict:
+    """One result row, with what produced it."""
+    return {"metric": name, "judge": judge_row, "sha256": card_sha256, "version": __version__, "scores": scores}
