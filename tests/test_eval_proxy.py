@@ -1,0 +1,84 @@
+"""Offline proxies: scoring rules by hand, determinism, and the shift-flip protocol."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
+from perceptual_sim.evaluate.proxy import (
+    L2Metric, NetMetric, SSIMMetric, _decision, _spearman_rows, judge, make_proxy_set, score, ssim, two_afc,
+)
+
+
+def test_two_afc_by_hand():
+    d0 = torch.tensor([0.1, 0.5, 0.3, 0.2])
+    d1 = torch.tensor([0.2, 0.4, 0.3, 0.9])
+    p = torch.tensor([0.2, 0.6, 1.0, 0.0])
+    # (1-.2) + .6 + .5 (tie) + 1 = 2.9 over 4
+    assert two_afc(d0, d1, p) == pytest.approx(2.9 / 4)
+    assert _decision(d0, d1).tolist() == [0.0, 1.0, 0.5, 0.0]
+
+
+def test_spearman_rows_by_hand():
+    d = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [5.0, 4.0, 3.0, 2.0, 1.0], [1.0, 3.0, 2.0, 4.0, 5.0]])
+    # third row: one swap of neighbours, rho = 1 - 6*2/(5*24) = 0.9
+    assert _spearman_rows(d).tolist() == pytest.approx([1.0, -1.0, 0.9])
+
+
+def test_distortions_grow_with_level_and_are_deterministic():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    for kind in DISTORTIONS:
+        outs = [distort(x, kind, lvl, torch.Generator().manual_seed(1)) for lvl in LEVELS]
+        assert all(o.shape == x.shape and o.min() >= 0 and o.max() <= 1 for o in outs)
+        errors = [(o - x).pow(2).mean().item() for o in outs]
+        assert errors == sorted(errors), kind
+        torch.testing.assert_close(outs[0], distort(x, kind, 1, torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="unknown distortion"):
+        distort(x, "swirl", 1, torch.Generator())
+    assert torch.equal(shift(x, 2)[..., 2:, 2:], x[..., :-2, :-2])
+
+
+def test_ssim_identity():
+    x = torch.rand(2, 3, 32, 32)
+    assert ssim(x, x).tolist() == pytest.approx([1.0, 1.0])
+    assert (ssim(x, x.flip(3)) < 0.5).all()
+
+
+@pytest.fixture(scope="module")
+def proxy_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        base = np.linspace(0, 255, 64)[None, :, None] * rng.uniform(0.3, 1, 3)
+        img = (base + rng.normal(0, 20, (64, 64, 3))).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i:02d}.png")
+    cache = tmp_path_factory.mktemp("cache")
+    data = make_proxy_set(root, triplets=10, mono_images=4, cache=cache)
+    again = make_proxy_set(root, triplets=10, mono_images=4, cache=tmp_path_factory.mktemp("cache2"))
+    assert torch.equal(data.p0, again.p0) and torch.equal(data.mono, again.mono)
+    return judge(data, [("L2", L2Metric()), ("SSIM", SSIMMetric())], progress=False)
+
+
+def test_proxy_set_shapes_and_judgments(proxy_data):
+    assert proxy_data.ref.shape == (10, 3, 64, 64) and proxy_data.ref.dtype == torch.uint8
+    assert proxy_data.mono.shape == (4, len(DISTORTIONS), 5, 3, 64, 64)
+    assert set(proxy_data.p.tolist()) <= {0.0, 0.5, 1.0}
+    assert proxy_data.judges == ["L2", "SSIM"]
+
+
+def test_scores_follow_the_protocol(proxy_data, tiny):
+    single = judge(dataclasses.replace(proxy_data), [("L2", L2Metric())], progress=False)
+    l2 = score(L2Metric(), single, progress=False)["pixel"]
+    assert l2["2afc"] == 1.0  # a judge agrees with itself on every triplet
+    ref, p0, p1 = (t.float() / 255 for t in (single.ref, single.p0, single.p1))
+    base = _decision((ref - p0).pow(2).mean((1, 2, 3)), (ref - p1).pow(2).mean((1, 2, 3)))
+    for k in (1, 2, 3):
+        moved = _decision((ref - shift(p0, k)).pow(2).mean((1, 2, 3)), (ref - shift(p1, k)).pow(2).mean((1, 2, 3)))
+        assert l2["shift_flips"][str(k)] == pytest.approx((moved != base).float().mean().item())
+    assert l2["monotonicity"] == pytest.approx(1.0)  # every distortion grows in L2 with its level
+    net = score(NetMetric(tiny), proxy_data, progress=False)
+    assert set(net) == {"spatial", "style", "meanpool"}
+    assert all(-1 <= s["monotonicity"] <= 1 for s in net.values())
