@@ -9,16 +9,13 @@ from PIL import Image
 
 from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
 from perceptual_sim.evaluate.proxy import (
-    L2Metric, NetMetric, SSIMMetric, _decision, _spearman_rows, judge, make_proxy_set, score, ssim, two_afc,
+    L2Metric, NetMetric, SSIMMetric, _decision, _spearman_rows, judge, make_proxy_set, score, ssim,
 )
 
 
-def test_two_afc_by_hand():
+def test_decision_by_hand():
     d0 = torch.tensor([0.1, 0.5, 0.3, 0.2])
     d1 = torch.tensor([0.2, 0.4, 0.3, 0.9])
-    p = torch.tensor([0.2, 0.6, 1.0, 0.0])
-    # (1-.2) + .6 + .5 (tie) + 1 = 2.9 over 4
-    assert two_afc(d0, d1, p) == pytest.approx(2.9 / 4)
     assert _decision(d0, d1).tolist() == [0.0, 1.0, 0.5, 0.0]
 
 

@@ -32,6 +32,7 @@ from .. import __version__
 from ..distances import MODES, layer_terms
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
+from .bapps import two_afc_score
 from .distortions import DISTORTIONS, LEVELS, distort, shift
 
 SHIFTS = (1, 2, 3)
@@ -220,12 +221,6 @@ def triplet_distances(metric: ProxyMetric, data: ProxySet, *, shifts: Sequence[i
             for m, ks in out.items()}
 
 
-def two_afc(d0: Tensor, d1: Tensor, p: Tensor) -> float:
-    """BAPPS 2AFC score: (d0<d1)(1-p) + (d1<d0)p + 0.5(d0==d1), averaged."""
-    d0, d1, p = d0.double(), d1.double(), p.double()
-    return float(((d0 < d1) * (1 - p) + (d1 < d0) * p + 0.5 * (d0 == d1)).mean())
-
-
 def _decision(d0: Tensor, d1: Tensor) -> Tensor:
     """Preference for p1: 1 if d1 < d0, 0 if d0 < d1, 0.5 on a tie."""
     return (d1 < d0).float() + 0.5 * (d0 == d1).float()
@@ -294,7 +289,7 @@ def score(metric: ProxyMetric, data: ProxySet, *, progress: bool = True) -> dict
         for k in SHIFTS:
             s0, s1 = by_shift[k]
             flips[str(k)] = float((_decision(s0, s1) != base).double().mean())
-        out[mode] = {"2afc": two_afc(d0, d1, p), "shift_flips": flips, "monotonicity": mono[mode]["mean"],
+        out[mode] = {"2afc": float(two_afc_score(d0.numpy(), d1.numpy(), p.numpy()).mean()), "shift_flips": flips, "monotonicity": mono[mode]["mean"],
                      "monotonicity_by_type": {k: v for k, v in mono[mode].items() if k != "mean"}}
     return out
 

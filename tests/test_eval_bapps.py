@@ -1,0 +1,197 @@
+"""BAPPS harness: the pure scores on hand arrays, and end-to-end on a small tree in the BAPPS layout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from perceptual_sim.evaluate import add_eval_parser, jnd_map, score_bapps, two_afc_score
+from perceptual_sim.evaluate.bapps import VAL_FAMILIES, voc_ap
+from perceptual_sim.evaluate.common import load_image
+from perceptual_sim.metric import PerceptualDistance
+
+RNG = np.random.default_rng(0)
+
+# (kind, p) per triplet. "ref0": p0 == ref, so d0 = 0 < d1 -> 1 - p; "ref1": p1 == ref -> p;
+# "tie": p0 == p1 -> 0.5.
+TRIPLETS = {
+    "traditional": [("ref0", 0.0), ("ref0", 0.2), ("ref1", 0.6), ("tie", 1.0)],  # 1, .8, .6, .5
+    "cnn": [("ref1", 1.0), ("ref0", 0.6), ("tie", 0.2)],  # 1, .4, .5
+    "color": [("ref0", 1.0), ("ref1", 0.2)],  # 0, .2
+}
+EXPECTED_2AFC = {"traditional": 2.9 / 4, "cnn": 1.9 / 3, "color": 0.2 / 2}
+
+# JND pairs written in this file order; p1 = p0 + noise of the given amplitude (distance grows with it).
+JND_AMPLITUDES = [0.3, 0.0, 0.1, 0.03]
+JND_SAME = [0.0, 1.0, 1.0, 0.0]  # by ascending amplitude: same = 1, 0, 1, 0
+EXPECTED_JND = 0.5 * 1.0 + 0.5 * (2 / 3)  # recall 0.5 at precision 1, recall 1 at precision 2/3
+
+
+def _save(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+
+
+def _judge(path: Path, value: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.array([value], dtype=np.float32))
+
+
+def _random_image() -> np.ndarray:
+    return RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+
+def make_bapps(root: Path) -> Path:
+    """A BAPPS-layout tree: 2AFC traditional/cnn/color, JND traditional (cnn absent)."""
+    for fam, triplets in TRIPLETS.items():
+        folder = root / "2afc" / "val" / fam
+        for i, (kind, p) in enumerate(triplets):
+            ref, other = _random_image(), _random_image()
+            p0, p1 = {"ref0": (ref, other), "ref1": (other, ref), "tie": (other, other)}[kind]
+            name = f"{i:06d}"
+            for sub, img in (("ref", ref), ("p0", p0), ("p1", p1)):
+                _save(folder / sub / f"{name}.png", img)
+            _judge(folder / "judge" / f"{name}.npy", p)
+    folder = root / "jnd" / "val" / "traditional"
+    base = _random_image().astype(np.float64)
+    noise = RNG.standard_normal(base.shape) * 255
+    for i, (amp, same) in enumerate(zip(JND_AMPLITUDES, JND_SAME)):
+        _save(folder / "p0" / f"{i:06d}.png", base.astype(np.uint8))
+        _save(folder / "p1" / f"{i:06d}.png", np.clip(base + amp * noise, 0, 255).round().astype(np.uint8))
+        _judge(folder / "same" / f"{i:06d}.npy", same)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bapps_root(tmp_path_factory) -> Path:
+    return make_bapps(tmp_path_factory.mktemp("bapps"))
+
+
+# ------------------------------------------------------------------------------ pure scores
+def test_two_afc_score_hand_values():
+    d0 = np.array([0.0, 1.0, 2.0, 1.0, 0.5])
+    d1 = np.array([1.0, 0.0, 2.0, 3.0, 0.4])
+    p = np.array([0.2, 0.2, 0.7, 1.0, 0.6])
+    np.testing.assert_allclose(two_afc_score(d0, d1, p), [0.8, 0.2, 0.5, 0.0, 0.6])
+
+
+def test_two_afc_score_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        two_afc_score(np.zeros(2), np.ones(2), np.array([0.5, 1.5]))
+    with pytest.raises(ValueError, match="one shape"):
+        two_afc_score(np.zeros(2), np.ones(3), np.zeros(2))
+
+
+def test_jnd_map_hand_values():
+    assert jnd_map(np.array([0.3, 0.0, 0.1, 0.03]), np.array(JND_SAME)) == pytest.approx(EXPECTED_JND)
+    # Fractional "same": sorted by d, same = .5, 1, .25, 0 -> AP = 2/7*3/4 + 4/7*3/4 + 1/7*7/12 = 61/84.
+    assert jnd_map(np.array([0.1, 0.4, 0.2, 0.3]), np.array([0.5, 0.0, 1.0, 0.25])) == pytest.approx(61 / 84)
+    # Perfect ranking: every "same" pair closer than every "different" one.
+    assert jnd_map(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 0.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="undefined"):
+        jnd_map(np.array([1.0, 2.0]), np.zeros(2))
+
+
+def test_jnd_map_matches_lpips_reference():
+    lpips = pytest.importorskip("lpips")
+    rng = np.random.default_rng(3)
+    d, same = rng.random(200), rng.random(200).round(1)
+    s = same[np.argsort(d)]
+    tp, fp = np.cumsum(s), np.cumsum(1 - s)
+    expected = lpips.voc_ap(tp / (tp + (s.sum() - tp)), tp / (tp + fp))
+    assert jnd_map(d, same) == pytest.approx(expected, rel=1e-12)
+    assert voc_ap(tp / s.sum(), tp / (tp + fp)) == pytest.approx(expected, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_score_bapps_on_tree(bapps_root, tiny_card):
+    res = score_bapps(str(tiny_card), bapps_root, batch_size=3)
+    assert res["2afc"].keys() == EXPECTED_2AFC.keys()
+    for fam, expected in EXPECTED_2AFC.items():
+        assert res["2afc"][fam]["score"] == pytest.approx(expected), fam
+        assert res["2afc"][fam]["n"] == len(TRIPLETS[fam])
+    assert res["ps"] == pytest.approx(np.mean(list(EXPECTED_2AFC.values())))
+    assert res["ps_partial"] is True
+    assert res["ps_families"] == ["traditional", "cnn", "color"]
+    assert res["missing_2afc"] == ["superres", "deblur", "frameinterp"]
+    assert res["jnd"]["traditional"] == {"map": pytest.approx(EXPECTED_JND), "n": 4}
+    assert res["missing_jnd"] == ["cnn"]
+    assert res["model"] == "tiny" and res["mode"] == "spatial" and len(res["sha256"]) == 64
+    json.dumps(res)  # JSON-ready
+
+
+def test_jnd_tree_distances_follow_the_noise_amplitude(bapps_root, tiny):
+    """Precondition of EXPECTED_JND: the model orders the JND pairs by noise amplitude."""
+    folder = bapps_root / "jnd" / "val" / "traditional"
+    x = torch.stack([load_image(folder / "p0" / f"{i:06d}.png") for i in range(4)])
+    y = torch.stack([load_image(folder / "p1" / f"{i:06d}.png") for i in range(4)])
+    with torch.inference_mode():
+        d = tiny(x, y).numpy()
+    assert list(np.argsort(d)) == list(np.argsort(JND_AMPLITUDES))
+
+
+def test_score_bapps_families_and_module(bapps_root, tiny):
+    res = score_bapps(tiny, bapps_root, families=["cnn", "superres"], mode="meanpool")
+    assert res["ps_families"] == ["cnn"] and res["ps"] == pytest.approx(EXPECTED_2AFC["cnn"])
+    assert res["missing_2afc"] == ["superres"] and res["missing_jnd"] == ["cnn"] and res["jnd"] == {}
+    assert res["mode"] == "meanpool"
+    with pytest.raises(ValueError, match="subset"):
+        score_bapps(tiny, bapps_root, families=["mix"])
+
+
+def test_score_bapps_all_six_is_not_partial(tmp_path, tiny):
+    for fam in VAL_FAMILIES:
+        folder = tmp_path / "2afc" / "val" / fam
+        ref = _random_image()
+        for sub, img in (("ref", ref), ("p0", ref), ("p1", _random_image())):
+            _save(folder / sub / "000000.png", img)
+        _judge(folder / "judge" / "000000.npy", 0.25)
+    res = score_bapps(tiny, tmp_path)
+    assert res["ps"] == pytest.approx(0.75) and res["ps_partial"] is False and res["missing_2afc"] == []
+
+
+def test_score_bapps_reports_broken_trees(tmp_path, tiny, bapps_root):
+    with pytest.raises(ValueError, match="neither 2afc/val/ nor jnd/val/"):
+        score_bapps(tiny, tmp_path)
+    fam = tmp_path / "2afc" / "val" / "cnn"
+    img = _random_image()
+    for sub in ("ref", "p0"):
+        _save(fam / sub / "000000.png", img)
+    _judge(fam / "judge" / "000000.npy", 0.5)
+    with pytest.raises(ValueError, match=r"p1/000000.png is missing"):
+        score_bapps(tiny, tmp_path)
+    _save(fam / "p1" / "000000.png", img)
+    np.save(fam / "judge" / "000000.npy", np.array([0.5, 0.5]))
+    with pytest.raises(ValueError, match="holds 2 values"):
+        score_bapps(tiny, tmp_path)
+    np.save(fam / "judge" / "000000.npy", np.array([1.5]))
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\]"):
+        score_bapps(tiny, tmp_path)
+    with pytest.raises(ValueError, match="batch_size"):
+        score_bapps(tiny, bapps_root, batch_size=0)
+
+
+def test_cli_eval_bapps(bapps_root, tiny_card, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="perceptual-sim")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "res.json"
+    argv = ["eval", "bapps", "--root", str(bapps_root), "--model", str(tiny_card), "--json", str(out),
+            "--families", "cnn", "color"]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "PS (partial: cnn, color)" in printed and "missing JND families: cnn" in printed
+    res = json.loads(out.read_text())
+    assert res["ps"] == pytest.approx((EXPECTED_2AFC["cnn"] + EXPECTED_2AFC["color"]) / 2)
+    assert res["package_version"]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 2
+    assert "--force" in capsys.readouterr().err
+    args = parser.parse_args(argv + ["--force"])
+    assert args.func(args) == 0
