@@ -1,5 +1,597 @@
-"""Command line: placeholder replaced below."""
+"""The ``perceptual-sim`` command line: argument parsing and printing.
+
+``perceptual-sim A B`` is short for ``perceptual-sim compare A B``: a first argument that
+is not a command is taken as an image. A command is registered in :data:`SUBCOMMANDS` by
+a function ``add_X_parser(subparsers) -> ArgumentParser`` that adds its parser and sets
+``func`` (a function of the parsed arguments returning the exit code) on each leaf
+parser; modules named as ``"module:function"`` are imported only when their command runs
+(or for ``--help``).
+
+Exit codes: 0 success, 1 a failure while working (an unreadable image, an unknown model,
+a pair that could not be scored), 2 a usage error found before any work. Errors are
+printed on stderr as ``error: ...``, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import difflib
+import importlib
+import json
+import os
+import statistics
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from . import __version__
+from .api import DEFAULT_MODEL, load
+from .backbones import ARCHITECTURES
+from .distances import MODES
+from .images import IMAGE_SUFFIXES, MAX_PIXELS, DecodedImage, ImageError, decode_image, image_size, save_heatmap
+from .metric import PerceptualDistance
+from .train import Recipe, checkpoints, export, train
+from .weights import HUB_PREFIX, bundled_dir, list_models, load_tensors, resolve
+
+PIXEL_BUDGET = 1 << 24
+"""``dirs`` batches hold at most this many pixels of A images (and of B images), so large images go fewer at a time."""
+
+_LISTED = 20  # unpaired or failed files listed on stderr before "... and N more"
+_TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
+_RECIPE = Recipe(data="")  # the training defaults shown in `train run --help`
+_TRAINABLE = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
 
 
-def main() -> int:
-    raise SystemExit("cli not yet written")
+class UsageError(Exception):
+    """A bad argument or combination of arguments, found before any work (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors read ``error: ...`` followed by the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n{self.format_usage()}")
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Our own max_pixels limit replaces Pillow's warning for large images.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in _TOP_LEVEL_FLAGS:
+        near = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.75)
+        if near and not os.path.exists(argv[0]):
+            return _error(f"{argv[0]!r} is neither a command nor a file; did you mean {near[0]!r}?", 2)
+        argv = ["compare", *argv]
+    try:
+        parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error already printed
+            return exc.code if isinstance(exc.code, int) else 2
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return func(args)
+    except (UsageError, FileExistsError) as exc:
+        return _error(str(exc), 2)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    except torch.cuda.OutOfMemoryError:
+        return _error("out of GPU memory; lower --batch-size or use --device cpu", 1)
+    except (ValueError, OSError, ImportError) as exc:  # ImageError, ModelNotFoundError, WeightsError, ...
+        return _error(str(exc), 1)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with ``command`` only (so only its module is imported)."""
+    parser = _Parser(
+        prog="perceptual-sim",
+        description="Perceptual image distances. `perceptual-sim A B` (short for `perceptual-sim compare A B`) "
+        "prints the distance between two images.",
+        epilog="`perceptual-sim COMMAND --help` describes a command. Exit codes: 0 ok, 1 failure, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, register in SUBCOMMANDS.items():
+        if command in (None, name):
+            _resolve(register)(subparsers)
+    return parser
+
+
+def _resolve(register: Callable[[Any], argparse.ArgumentParser] | str) -> Callable[[Any], argparse.ArgumentParser]:
+    if callable(register):
+        return register
+    module, _, function = register.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- shared options
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f'expected a JSON object such as \'{{"width": 0.5}}\', got {text!r}')
+    return value
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help=f"bundled name, path to a card .json or model folder, or hf-hub:ORG/NAME[@REV] "
+                        f"(default {DEFAULT_MODEL})")
+    p.add_argument("--mode", choices=MODES, default=None, help="distance (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default cpu)")
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", action="store_true",
+                   help="resize B to A's size when they differ (bilinear, antialiased; this changes the score)")
+    p.add_argument("--max-pixels", type=_positive_int, default=MAX_PIXELS,
+                   help=f"refuse images with more pixels than this (default {MAX_PIXELS:,})")
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return device
+
+
+def _check_output(path: Path | None, force: bool, flag: str) -> None:
+    """Refuse, before any work, an output file that exists (unless ``force``) or has no folder."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise UsageError(f"{flag} {path} exists; choose another file or pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UsageError(f"the folder of {flag} {path} does not exist; create it first")
+
+
+def _pair_problem(a: Path, b: Path, size_a: tuple[int, int], size_b: tuple[int, int],
+                  resize: bool, min_size: int) -> str | None:
+    """Why an image pair of these (H, W) sizes cannot be scored, or None."""
+    if size_a != size_b and not resize:
+        return (f"{a} is {size_a[0]} x {size_a[1]} but {b} is {size_b[0]} x {size_b[1]} (H x W): sizes differ. "
+                "Pass --resize to resize B to A (this changes the score), or crop or resize them yourself")
+    for path, (h, w) in ((a, size_a), (b, size_b)):
+        if min(h, w) < min_size:
+            return f"{path} is {h} x {w}; the model needs at least {min_size} x {min_size} pixels"
+    return None
+
+
+# ----------------------------------------------------------------------------- compare
+def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``compare A B`` (also run as ``perceptual-sim A B``)."""
+    p = subparsers.add_parser(
+        "compare", help="distance between two images (the default: `perceptual-sim A B`)",
+        description="Print the perceptual distance between images A and B.")
+    p.add_argument("a", type=Path, metavar="A", help="reference image")
+    p.add_argument("b", type=Path, metavar="B", help="image compared with A")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON object: distance, model, mode, sha256 (of the weights), version, a, b")
+    p.add_argument("--map", type=Path, metavar="OUT.png",
+                   help="also write a heat map of where they differ, A's size (spatial mode; "
+                        "the distance is the map's mean)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --map file")
+    p.set_defaults(func=_run_compare)
+    return p
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    mode = args.mode
+    if args.map is not None:
+        if mode not in (None, "spatial"):
+            raise UsageError(f"--map needs the spatial mode, not --mode {mode}; drop --mode or use --mode spatial")
+        if args.map.suffix.lower() != ".png":
+            raise UsageError(f"--map {args.map}: the heat map is a PNG; give a file name ending in .png")
+        _check_output(args.map, args.force, "--map")
+        mode = "spatial"
+    model = load(args.model, mode=mode, device=_device(args.device))
+    if args.map is not None and model.card.default_mode != "spatial" and args.mode is None:
+        _note(f"--map uses the spatial mode (model {model.card.name} defaults to {model.card.default_mode})")
+    a, b = (decode_image(p, max_pixels=args.max_pixels) for p in (args.a, args.b))
+    _note_grey([p for p, img in ((args.a, a), (args.b, b)) if img.grey])
+    problem = _pair_problem(args.a, args.b, tuple(a.pixels.shape[1:]), tuple(b.pixels.shape[1:]),
+                            args.resize, model.card.min_size)
+    if problem:
+        raise ValueError(problem)
+    device = model.input_mean.device
+    x, y = a.pixels.unsqueeze(0).to(device), b.pixels.unsqueeze(0).to(device)
+    with torch.inference_mode():
+        if args.map is None:
+            dist = float(model(x, y, resize=args.resize)[0])
+        else:
+            heat = model(x, y, spatial=True, resize=args.resize)[0, 0]
+            dist = float(heat.double().mean())
+    if args.map is not None:
+        top = save_heatmap(heat, args.map, overwrite=args.force)
+        print(f"wrote {args.map} ({heat.shape[1]} x {heat.shape[0]} px, black 0 to yellow {top:.4g})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"distance": dist, **_provenance(model), "a": str(args.a), "b": str(args.b)}, indent=2))
+    else:
+        print(f"{dist:.6g}")
+    return 0
+
+
+def _provenance(model: PerceptualDistance) -> dict[str, str]:
+    return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256, "version": __version__}
+
+
+def _note_grey(paths: Sequence[Path]) -> None:
+    if paths:
+        more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+        _note(f"greyscale image {paths[0]}{more}: its channel is replicated to RGB")
+
+
+# ----------------------------------------------------------------------------- dirs
+@dataclass
+class _Row:
+    a: Path
+    b: Path
+    distance: float | None = None
+    error: str | None = None
+
+
+def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dirs DIR_A DIR_B``."""
+    p = subparsers.add_parser(
+        "dirs", help="distances between same-named images of two folders",
+        description="Score every image of DIR_A against the image at the same relative path in DIR_B "
+                    f"(searched recursively; {', '.join(IMAGE_SUFFIXES)}). Prints a summary; files that fail are "
+                    "reported and skipped (exit code 1).")
+    p.add_argument("dir_a", type=Path, metavar="DIR_A", help="reference images")
+    p.add_argument("dir_b", type=Path, metavar="DIR_B", help="images compared with DIR_A's")
+    _add_model_options(p)
+    _add_image_options(p)
+    p.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="pairs per forward pass (default 32; fewer for large images)")
+    p.add_argument("--csv", type=Path, metavar="FILE",
+                   help="write a row per pair: a, b, distance, error, model, mode, sha256")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="write the summary, the rows and the unpaired files as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing --csv / --json files")
+    p.set_defaults(func=_run_dirs)
+    return p
+
+
+def _run_dirs(args: argparse.Namespace) -> int:
+    for folder in (args.dir_a, args.dir_b):
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder")
+    _check_output(args.csv, args.force, "--csv")
+    _check_output(args.json, args.force, "--json")
+    if args.csv is not None and args.json is not None and args.csv.resolve() == args.json.resolve():
+        raise UsageError("--csv and --json name the same file")
+    device = _device(args.device)
+    files_a, files_b = _image_files(args.dir_a), _image_files(args.dir_b)
+    common = sorted(files_a.keys() & files_b.keys())
+    only_a, only_b = sorted(files_a.keys() - files_b.keys()), sorted(files_b.keys() - files_a.keys())
+    _list_paths(f"files in {args.dir_a} only (no counterpart in {args.dir_b})", only_a)
+    _list_paths(f"files in {args.dir_b} only (no counterpart in {args.dir_a})", only_b)
+    if not common:
+        raise ValueError(f"no image pairs: {args.dir_a} has {len(files_a)} images, {args.dir_b} has {len(files_b)}, "
+                         "and none share a relative path")
+    model = load(args.model, mode=args.mode, device=device)
+    rows = [_Row(files_a[r], files_b[r]) for r in common]
+    _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
+    failed = [r for r in rows if r.error is not None]
+    _list_paths("pairs that could not be scored", [r.error for r in failed], prefix="error")
+    scored = [r for r in rows if r.error is None]
+    summary = _summary(scored, len(failed))
+    info = _provenance(model)
+    if args.csv is not None:
+        with open(args.csv, "w" if args.force else "x", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["a", "b", "distance", "error", "model", "mode", "sha256"])
+            for r in rows:
+                dist = "" if r.distance is None else repr(r.distance)
+                writer.writerow([r.a, r.b, dist, r.error or "", info["model"], info["mode"], info["sha256"]])
+    if args.json is not None:
+        result = {**info, "a": str(args.dir_a), "b": str(args.dir_b), "summary": summary,
+                  "pairs": [{**asdict(r), "a": str(r.a), "b": str(r.b)} for r in rows],
+                  "only_in_a": only_a, "only_in_b": only_b}
+        with open(args.json, "w" if args.force else "x", encoding="utf-8") as f:
+            f.write(json.dumps(result, indent=2) + "\n")
+    _print_summary(summary, info)
+    return 1 if failed else 0
+
+
+def _image_files(root: Path) -> dict[str, Path]:
+    """Image files under ``root`` (recursive, hidden names skipped), keyed by relative POSIX path."""
+    out = {}
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if path.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts):
+            if path.is_file():
+                out[rel.as_posix()] = path
+    return out
+
+
+def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> None:
+    if not items:
+        return
+    print(f"{prefix}: {title} ({len(items)}):", file=sys.stderr)
+    for item in items[:_LISTED]:
+        print(f"  {item}", file=sys.stderr)
+    if len(items) > _LISTED:
+        print(f"  ... and {len(items) - _LISTED} more", file=sys.stderr)
+
+
+def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resize: bool, max_pixels: int) -> None:
+    """Fill in each row's distance or error.
+
+    Pairs are grouped by their sizes as the file headers give them, and each group is cut into
+    batches whose images are decoded only when the batch is scored.
+    """
+    groups: dict[tuple[tuple[int, int], tuple[int, int]], list[_Row]] = {}
+    for row in rows:
+        try:
+            sizes = image_size(row.a, max_pixels=max_pixels), image_size(row.b, max_pixels=max_pixels)
+        except ImageError as exc:
+            row.error = str(exc)
+            continue
+        groups.setdefault(sizes, []).append(row)
+    grey: list[Path] = []
+    with tqdm(total=len(rows), desc="scoring", unit="pair", disable=None) as bar, torch.inference_mode():
+        bar.update(sum(r.error is not None for r in rows))
+        for (size_a, size_b), members in groups.items():
+            area = max(size_a[0] * size_a[1], size_b[0] * size_b[1])
+            step = max(1, min(batch_size, PIXEL_BUDGET // area))
+            for start in range(0, len(members), step):
+                chunk = members[start:start + step]
+                _score_batch(model, chunk, resize=resize, max_pixels=max_pixels, grey=grey)
+                bar.update(len(chunk))
+    _note_grey(grey)
+
+
+def _score_batch(model: PerceptualDistance, rows: list[_Row], *, resize: bool, max_pixels: int,
+                 grey: list[Path]) -> None:
+    """Decode, check and score ``rows``, batching pairs of equal decoded sizes."""
+    batches: dict[tuple[torch.Size, torch.Size], list[tuple[_Row, DecodedImage, DecodedImage]]] = {}
+    for row in rows:
+        try:
+            a, b = decode_image(row.a, max_pixels=max_pixels), decode_image(row.b, max_pixels=max_pixels)
+        except ImageError as exc:
+            row.error = str(exc)
+            continue
+        row.error = _pair_problem(row.a, row.b, tuple(a.pixels.shape[1:]), tuple(b.pixels.shape[1:]),
+                                  resize, model.card.min_size)
+        if row.error is None:
+            grey.extend(p for p, img in ((row.a, a), (row.b, b)) if img.grey)
+            batches.setdefault((a.pixels.shape, b.pixels.shape), []).append((row, a, b))
+    device = model.input_mean.device
+    for items in batches.values():
+        x = torch.stack([a.pixels for _, a, _ in items]).to(device)
+        y = torch.stack([b.pixels for _, _, b in items]).to(device)
+        for (row, _, _), dist in zip(items, model(x, y, resize=resize).double().cpu().tolist()):
+            row.distance = dist
+
+
+def _summary(scored: list[_Row], failed: int) -> dict[str, Any]:
+    values = [r.distance for r in scored]
+    if not values:
+        return {"count": 0, "failed": failed}
+    lo, hi = min(scored, key=lambda r: r.distance), max(scored, key=lambda r: r.distance)
+    return {"count": len(values), "failed": failed, "mean": statistics.fmean(values),
+            "median": statistics.median(values), "min": lo.distance, "max": hi.distance,
+            "min_file": str(lo.b), "max_file": str(hi.b)}
+
+
+def _print_summary(summary: dict[str, Any], info: dict[str, str]) -> None:
+    print(f"pairs   {summary['count']} scored, {summary['failed']} failed")
+    if summary["count"]:
+        print(f"mean    {summary['mean']:.6g}")
+        print(f"median  {summary['median']:.6g}")
+        print(f"min     {summary['min']:.6g}  {summary['min_file']}")
+        print(f"max     {summary['max']:.6g}  {summary['max_file']}")
+    print(f"model   {info['model']} (mode {info['mode']}, sha256 {info['sha256'][:12]}, version {info['version']})")
+
+
+# ----------------------------------------------------------------------------- list, download
+def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``list``."""
+    p = subparsers.add_parser("list", help="the models bundled with the package",
+                              description="List the bundled models and where they are.")
+    p.set_defaults(func=_run_list)
+    return p
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    cards, folder = list_models(), bundled_dir()
+    if not cards:
+        print(f"no bundled models (looked in {folder}); pass --model a card .json, a model folder "
+              "or hf-hub:ORG/NAME")
+        return 0
+    print(f"bundled models (in {folder}):")
+    for card in cards:
+        default = " [default]" if card.name == DEFAULT_MODEL else ""
+        print(f"  {card.one_line()}{default}")
+    return 0
+
+
+def add_download_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``download NAME``."""
+    p = subparsers.add_parser(
+        "download", help="fetch and verify a model (prefetch a Hub model for offline use)",
+        description="Resolve a model, check its sha256 and load it strictly; a hf-hub: model is stored in the "
+                    "Hugging Face cache, so that later runs work offline (HF_HUB_OFFLINE=1).")
+    p.add_argument("name", metavar="NAME", help="bundled name, local path, or hf-hub:ORG/NAME[@REV]")
+    p.set_defaults(func=_run_download)
+    return p
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    card, path = resolve(args.name)
+    PerceptualDistance(card).load_weights(load_tensors(card, path))
+    print(f"{card.name}: weights verified (sha256 {card.sha256}) at {path}")
+    if args.name.startswith(HUB_PREFIX):
+        print("cached for offline use: set HF_HUB_OFFLINE=1 to load it without a network")
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``train run``, ``train export`` and ``train list``."""
+    t = subparsers.add_parser("train", help="train a backbone at 64 x 64; list and export its checkpoints",
+                              description="Train classifiers that become metrics (see perceptual_sim.train).")
+    sub = t.add_subparsers(title="commands", metavar="{run,export,list}", required=True)
+
+    r = sub.add_parser("run", help="train, or resume, a run",
+                       description="Train a classifier on DATA/train, validating on DATA/val, with dense "
+                                   "checkpoints early on. Re-run the same command to resume.")
+    r.add_argument("--data", type=Path, required=True, help="folder holding train/ and val/ class folders")
+    r.add_argument("--out", type=Path, required=True, help="the run's folder (checkpoints, log.csv)")
+    r.add_argument("--arch", choices=_TRAINABLE, default=_RECIPE.arch,
+                   help=f"backbone architecture (default {_RECIPE.arch})")
+    r.add_argument("--arch-args", type=_json_object, default={}, metavar="JSON",
+                   help='architecture arguments, e.g. \'{"width": 0.5}\'')
+    r.add_argument("--epochs", type=_positive_float, default=_RECIPE.epochs, help=f"default {_RECIPE.epochs:g}")
+    r.add_argument("--batch-size", type=_positive_int, default=_RECIPE.batch_size,
+                   help=f"default {_RECIPE.batch_size}")
+    r.add_argument("--lr", type=_positive_float, default=_RECIPE.lr,
+                   help=f"peak learning rate (default {_RECIPE.lr:g})")
+    r.add_argument("--weight-decay", type=_non_negative_float, default=_RECIPE.weight_decay,
+                   help=f"default {_RECIPE.weight_decay:g}")
+    r.add_argument("--warmup-epochs", type=_non_negative_float, default=_RECIPE.warmup_epochs,
+                   help=f"linear warm-up (default {_RECIPE.warmup_epochs:g})")
+    r.add_argument("--schedule", choices=("cosine", "step"), default=_RECIPE.schedule,
+                   help=f"decay after warm-up (default {_RECIPE.schedule})")
+    r.add_argument("--optimizer", choices=("sgd", "adamw"), default=_RECIPE.optimizer,
+                   help=f"default {_RECIPE.optimizer}")
+    r.add_argument("--seed", type=int, default=_RECIPE.seed, help=f"default {_RECIPE.seed}")
+    r.add_argument("--cache", type=Path, default=None,
+                   help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
+    r.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    r.set_defaults(func=_run_train)
+
+    e = sub.add_parser("export", help="write a checkpoint as a model (card + safetensors)",
+                       description="Export checkpoint STEP of RUN as a metric model DEST/NAME.json + .safetensors.")
+    e.add_argument("run", type=Path, metavar="RUN", help="the run's folder")
+    e.add_argument("--step", type=int, required=True, help="checkpoint step (see `train list RUN`)")
+    e.add_argument("--name", required=True, help="model name")
+    e.add_argument("--dest", type=Path, required=True, help="folder to write NAME.json and NAME.safetensors in")
+    e.add_argument("--mode", choices=MODES, default="spatial", help="the model's default distance (default spatial)")
+    e.add_argument("--summary", default="", help="one sentence for `perceptual-sim list`")
+    e.add_argument("--force", action="store_true", help="overwrite an existing model of that name")
+    e.set_defaults(func=_run_train_export)
+
+    ls = sub.add_parser("list", help="the checkpoints of a run", description="Table of a run's checkpoints.")
+    ls.add_argument("run", type=Path, metavar="RUN", help="the run's folder")
+    ls.set_defaults(func=_run_train_list)
+    return t
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    recipe = Recipe(
+        data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule, seed=args.seed, optimizer=args.optimizer)
+    cache = args.cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim/datasets"
+    try:
+        out = train(recipe, args.out, cache=cache, threads=args.threads)
+    except KeyboardInterrupt:
+        return _error("interrupted; run the same command again to resume from the last checkpoint", 130)
+    print(f"finished {out}; `perceptual-sim train list {out}` shows the checkpoints, "
+          f"`perceptual-sim train export {out} --step S --name NAME --dest DIR` exports one")
+    return 0
+
+
+def _check_run(run: Path) -> None:
+    if not (run / "recipe.json").is_file():
+        raise UsageError(f"{run} is not a training run (it has no recipe.json)")
+
+
+def _run_train_export(args: argparse.Namespace) -> int:
+    _check_run(args.run)
+    card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, summary=args.summary,
+                  overwrite=args.force)
+    path = args.dest if args.dest.suffix == ".json" else args.dest / f"{args.name}.json"
+    print(f"wrote {path} and {path.with_suffix('.safetensors').name} (sha256 {card.sha256}); "
+          f"use it with --model {path}")
+    return 0
+
+
+def _run_train_list(args: argparse.Namespace) -> int:
+    _check_run(args.run)
+    records = checkpoints(args.run)
+    if not records:
+        print(f"no checkpoints in {args.run} yet")
+        return 0
+    print(f"{'step':>8} {'epoch':>7} {'val top-1':>9} {'val loss':>9} {'train loss':>10}  time")
+    for r in records:
+        print(f"{r['step']:>8} {r['epoch']:>7.3f} {100 * r['val_top1']:>8.2f}% {r['val_loss']:>9.4f} "
+              f"{r['train_loss']:>10.4f}  {r['time']}")
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser] | str] = {
+    "compare": add_compare_parser,
+    "dirs": add_dirs_parser,
+    "list": add_list_parser,
+    "download": add_download_parser,
+    "train": add_train_parser,
+    "eval": "perceptual_sim.evaluate:add_eval_parser",
+}
+"""Command name -> its ``add_X_parser`` function, or ``"module:function"`` to import it only when needed."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
