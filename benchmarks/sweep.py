@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import tempfile
 import time
@@ -64,7 +63,7 @@ def main() -> int:
                     continue
                 t0 = time.time()
                 with tempfile.TemporaryDirectory() as tmp:
-                    card = export(run, rec["step"], "candidate", Path(tmp))
+                    export(run, rec["step"], "candidate", Path(tmp))
                     model = PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json"))
                 scores = score(NetMetric(model), data, progress=False)
                 for mode, s in scores.items():

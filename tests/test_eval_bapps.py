@@ -13,8 +13,7 @@ from PIL import Image
 
 from perceptual_sim.evaluate import add_eval_parser, jnd_map, score_bapps, two_afc_score
 from perceptual_sim.evaluate.bapps import VAL_FAMILIES, voc_ap
-from perceptual_sim.evaluate.common import load_image
-from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.images import load_image
 
 RNG = np.random.default_rng(0)
 

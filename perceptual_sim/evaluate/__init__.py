@@ -65,12 +65,16 @@ def _run(name: str, args: argparse.Namespace, score: Callable[[], dict[str, Any]
          fmt: Callable[[dict[str, Any]], str]) -> int:
     try:
         check_output(args.json, args.force)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         result = score()
         if args.json is not None:
             write_json(result, args.json, force=args.force)
     except (ValueError, OSError, ImportError) as exc:
-        print(f"perceptual-sim eval {name}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: eval {name}: {exc}", file=sys.stderr)
+        return 1
     print(fmt(result))
     if args.json is not None:
         print(f"wrote {args.json}")

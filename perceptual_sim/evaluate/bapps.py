@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from ..metric import PerceptualDistance
-from .common import check_batch_size, load_image, model_info, pair_distances, resolve_model
+from ..images import load_image
+from .common import check_batch_size, model_info, pair_distances, resolve_model
 
 VAL_FAMILIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 """The six 2AFC validation families; PS is their unweighted mean."""

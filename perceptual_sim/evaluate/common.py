@@ -9,12 +9,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from .. import __version__
 from ..api import load
 from ..distances import MODES
+from ..images import image_size, load_image
 from ..metric import PerceptualDistance
 
 
@@ -41,19 +41,6 @@ def model_info(module: PerceptualDistance, mode: str | None) -> dict[str, Any]:
     }
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An image file as a 3 x H x W float tensor in [0, 1] (converted to RGB)."""
-    with Image.open(path) as im:
-        arr = np.array(im.convert("RGB"))
-    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    with Image.open(path) as im:
-        return im.size
-
-
 def pair_distances(
     module: PerceptualDistance,
     pairs: Sequence[tuple[Path, Path]],
@@ -73,7 +60,7 @@ def pair_distances(
         sa, sb = image_size(a), image_size(b)
         if sa != sb:
             raise ValueError(
-                f"{a} is {sa[0]} x {sa[1]} but {b} is {sb[0]} x {sb[1]} (W x H); the images of a pair "
+                f"{a} is {sa[0]} x {sa[1]} but {b} is {sb[0]} x {sb[1]} (H x W); the images of a pair "
                 "must have the same size: crop or resize them first"
             )
         sizes.append(sa)
