@@ -13,7 +13,7 @@ from .metric import PerceptualDistance
 DEFAULT_MODEL = "resnet6-es"
 """The bundled model used when none is named."""
 
-_cache: dict[tuple[str, str | None, str, torch.dtype], PerceptualDistance] = {}
+_cache: dict[tuple, PerceptualDistance] = {}
 _lock = threading.Lock()
 
 
@@ -23,15 +23,19 @@ def load(
     mode: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    **options: Any,
 ) -> PerceptualDistance:
-    """A shared, frozen :class:`PerceptualDistance` for ``model`` on ``device`` (cached, thread-safe)."""
+    """A shared, frozen :class:`PerceptualDistance` for ``model`` on ``device`` (cached, thread-safe).
+
+    ``options`` go to the constructor (``precision``, ``batch_pixels``, ``validate``, ``compile``).
+    """
     name = model or DEFAULT_MODEL
     device = torch.device(device)
-    key = (name, mode, str(device), dtype)
+    key = (name, mode, str(device), dtype, tuple(sorted(options.items())))
     with _lock:
         module = _cache.get(key)
         if module is None:
-            module = PerceptualDistance.from_pretrained(name, mode=mode).to(device=device, dtype=dtype)
+            module = PerceptualDistance.from_pretrained(name, mode=mode, **options).to(device=device, dtype=dtype)
             _cache[key] = module
     return module
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ RANGE_TOLERANCE = 1e-3
 """Values at most this far outside the input range (floating-point noise) are clamped."""
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+PRECISIONS = {"auto": None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -41,16 +42,45 @@ class PerceptualDistance(nn.Module):
     Args:
         card: the model card (architecture, normalisation, default mode).
         mode: ``spatial``, ``style`` or ``meanpool``; default: the card's.
+        precision: ``auto`` (float16/bfloat16 inputs run the backbone under autocast in their
+            dtype, others in float32), ``float32``, ``bfloat16`` or ``float16`` (autocast).
+            Norms, Gram matrices and sums are float32 in every case.
+        batch_pixels: at most this many pixels (images x H x W) per backbone pass; larger
+            batches are split into chunks, which bounds peak memory.
+        validate: check values (NaN/Inf, range) on every call. Turning it off avoids a
+            host-device sync per call on GPU; shapes, dtypes and devices are still checked.
+        compile: run the backbone through ``torch.compile``; default: the environment
+            variable ``PERCEPTUAL_SIM_COMPILE=1``.
     """
 
-    def __init__(self, card: ModelCard, mode: str | None = None) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        mode: str | None = None,
+        *,
+        precision: str = "auto",
+        batch_pixels: int = 1 << 24,
+        validate: bool = True,
+        compile: bool | None = None,
+    ) -> None:
         super().__init__()
         mode = mode or card.default_mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if batch_pixels < 1:
+            raise ValueError(f"batch_pixels must be positive, got {batch_pixels}")
         self.card = card
         self.mode = mode
-        self.backbone = build_backbone(card.arch, card.arch_args)
+        self.precision = precision
+        self.batch_pixels = batch_pixels
+        self.validate = validate
+        self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
+        if compile is None:
+            compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
+        if compile:
+            self.backbone.compile(dynamic=True)
         self.register_buffer("input_mean", torch.tensor(card.input_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_std", torch.tensor(card.input_std).view(1, 3, 1, 1), persistent=False)
         self.layer_weights = (
@@ -63,11 +93,19 @@ class PerceptualDistance(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, model: str, *, mode: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+        cls,
+        model: str,
+        *,
+        mode: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        **options: Any,
     ) -> "PerceptualDistance":
-        """Load a bundled name, a local path or ``hf-hub:ORG/NAME[@REV]`` (strict, sha256-checked)."""
+        """Load a bundled name, a local path or ``hf-hub:ORG/NAME[@REV]`` (strict, sha256-checked).
+
+        ``options`` are the constructor's keyword options (``precision``, ``batch_pixels``, ...).
+        """
         card, path = resolve(model, cache_dir=cache_dir)
-        module = cls(card, mode=mode)
+        module = cls(card, mode=mode, **options)
         module.load_weights(load_tensors(card, path))
         return module
 
@@ -124,7 +162,7 @@ class PerceptualDistance(nn.Module):
             lo, hi = 0.0, 1.0
         elif x.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{name} has dtype {x.dtype}; use a float tensor in {input_range} or uint8 in [0, 255]")
-        if n:
+        if n and self.validate:
             if not torch.isfinite(x).all():
                 raise ValueError(f"{name} contains NaN or Inf values; the distance of such images is undefined")
             vmin, vmax = (float(v) for v in torch.aminmax(x.detach()))
@@ -136,14 +174,23 @@ class PerceptualDistance(nn.Module):
         return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
 
     def _backbone(self, x: Tensor) -> list[Tensor]:
+        """Tapped maps of a normalised batch, in chunks of at most ``batch_pixels`` pixels."""
+        amp = PRECISIONS[self.precision]
+        if self.precision == "auto" and x.dtype in (torch.float16, torch.bfloat16):
+            amp = x.dtype
         param_dtype = self.input_mean.dtype
-        if x.dtype in (torch.float16, torch.bfloat16) and param_dtype == torch.float32:
-            ctx = torch.autocast(x.device.type, dtype=x.dtype)
+        if amp is not None and param_dtype == torch.float32:
+            ctx = torch.autocast(x.device.type, dtype=amp)
         else:
             ctx = contextlib.nullcontext()
             x = x.to(param_dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        step = max(1, self.batch_pixels // (x.shape[2] * x.shape[3]))
         with ctx:
-            return list(self.backbone(x))
+            chunks = [list(self.backbone(x[i : i + step])) for i in range(0, x.shape[0], step)]
+        if len(chunks) == 1:
+            return chunks[0]
+        return [torch.cat(maps) for maps in zip(*chunks)]
 
     # ----------------------------------------------------------------------------- outputs
     def forward(

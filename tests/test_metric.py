@@ -197,3 +197,32 @@ def test_device_mismatch_is_named(tiny):
     x = torch.rand(1, 3, 64, 64, device="meta")
     with pytest.raises(ValueError, match="is on meta but the model is on cpu"):
         tiny(x, x)
+
+
+def test_chunked_backbone_matches_one_pass(tiny_card, images):
+    x, y = images
+    whole = PerceptualDistance.from_pretrained(str(tiny_card))
+    chunked = PerceptualDistance.from_pretrained(str(tiny_card), batch_pixels=64 * 64 * 3)
+    for mode in MODES:
+        torch.testing.assert_close(chunked(x, y, mode=mode), whole(x, y, mode=mode), rtol=1e-5, atol=1e-7)
+    xg = x.clone().requires_grad_(True)
+    chunked(xg, y).sum().backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
+
+
+def test_bfloat16_precision_stays_close(tiny_card, images):
+    x, y = images
+    exact = PerceptualDistance.from_pretrained(str(tiny_card))(x, y)
+    fast = PerceptualDistance.from_pretrained(str(tiny_card), precision="bfloat16")
+    assert fast(x, y).dtype == torch.float32
+    torch.testing.assert_close(fast(x, y), exact, rtol=5e-2, atol=1e-4)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        PerceptualDistance.from_pretrained(str(tiny_card), precision="int8")
+
+
+def test_validation_can_be_switched_off(tiny_card):
+    m = PerceptualDistance.from_pretrained(str(tiny_card), validate=False)
+    x = torch.rand(1, 3, 64, 64) * 1.5  # out of range: clamped without a check
+    torch.testing.assert_close(m(x, x.flip(3)), m(x.clamp(0, 1), x.flip(3).clamp(0, 1)))
+    with pytest.raises(ValueError, match="3 colour channels"):
+        m(torch.rand(1, 2, 64, 64), torch.rand(1, 2, 64, 64))
