@@ -173,8 +173,11 @@ class PerceptualDistance(nn.Module):
         x = x.clamp(0, 1)
         return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
 
-    def _backbone(self, x: Tensor) -> list[Tensor]:
-        """Tapped maps of a normalised batch, in chunks of at most ``batch_pixels`` pixels."""
+    def _backbone(self, x: Tensor, group: int = 1) -> list[Tensor]:
+        """Tapped maps of a normalised batch, in chunks of at most ``batch_pixels`` pixels.
+
+        Chunks hold whole groups of ``group`` consecutive images (at least one group).
+        """
         amp = PRECISIONS[self.precision]
         if self.precision == "auto" and x.dtype in (torch.float16, torch.bfloat16):
             amp = x.dtype
@@ -185,7 +188,7 @@ class PerceptualDistance(nn.Module):
             ctx = contextlib.nullcontext()
             x = x.to(param_dtype)
         x = x.contiguous(memory_format=torch.channels_last)
-        step = max(1, self.batch_pixels // (x.shape[2] * x.shape[3]))
+        step = max(1, self.batch_pixels // (x.shape[2] * x.shape[3]) // group) * group
         with ctx:
             chunks = [list(self.backbone(x[i : i + step])) for i in range(0, x.shape[0], step)]
         if len(chunks) == 1:
@@ -243,8 +246,9 @@ class PerceptualDistance(nn.Module):
             h, w = xa.shape[2:]
             shape = (0, 1, h, w) if spatial else (0, len(self.backbone.channels)) if per_layer else (0,)
             return xa.new_zeros(shape, dtype=torch.float32)
-        feats = self._backbone(torch.cat([xa, yb]))
-        fa, fb = [f[:n] for f in feats], [f[n:] for f in feats]
+        # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
+        feats = self._backbone(torch.stack([xa, yb], 1).flatten(0, 1), group=2)
+        fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
         with torch.autocast(xa.device.type, enabled=False):
             weights = list(self.layer_weights) if self.layer_weights is not None else None
             terms = layer_terms(mode, fa, fb, weights)
@@ -298,6 +302,8 @@ def _spatial_map(maps: Sequence[Tensor], terms: Tensor, size: tuple[int, int]) -
 
 def _range_message(name: str, vmin: float, vmax: float, lo: float, hi: float) -> str:
     msg = f"{name} has values in [{vmin:.4g}, {vmax:.4g}], outside the input range [{lo:g}, {hi:g}]. "
+    if vmin >= lo - 0.05 * (hi - lo) and vmax <= hi + 0.05 * (hi - lo):
+        return msg + f"If that overshoot is expected (e.g. from resampling), clamp them: {name}.clamp({lo:g}, {hi:g})."
     if vmin >= -1 - 1e-3 and vmax <= 1 + 1e-3 and (lo, hi) == (0.0, 1.0):
         return msg + "Images in [-1, 1] (as lpips expects)? Pass input_range=(-1, 1)."
     if vmin >= 0 and vmax <= 255 + 1e-3:

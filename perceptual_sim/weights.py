@@ -9,7 +9,8 @@ A model string resolves, in this order:
    Hugging Face Hub through ``huggingface_hub`` (which honours ``HF_HUB_OFFLINE``,
    ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_ENDPOINT``).
 
-The tensor file's sha256 must match the card; tensors are read with safetensors only.
+The tensor file's sha256 must match the card; tensors are read with safetensors only. A Hub
+download that fails the check is removed from the Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -165,12 +166,31 @@ def resolve(
 
 
 def _resolve_hub(spec: str, cache_dir: str | os.PathLike[str] | None) -> tuple[ModelCard, Path]:
+    """Download (or find in the Hub cache) a repo's card and tensor file, and check them.
+
+    A card that does not parse, or a tensor file whose sha256 differs from the card, is removed
+    from the cache before :class:`WeightsError` is raised, so that the next load downloads both again.
+    """
     repo_id, _, revision = spec.partition("@")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ModelNotFoundError(f"Hub model must look like 'hf-hub:ORG/NAME[@REVISION]', got 'hf-hub:{spec}'")
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
+    rev = revision or "main"
+    sought = (
+        f"looked for {CARD_FILE} and {TENSOR_FILE} of repo {repo_id!r} at revision {rev!r} on "
+        f"{constants.ENDPOINT} and in the cache {cache_dir or constants.HF_HUB_CACHE}"
+    )
+    remedy = (
+        f"On a machine with network run `perceptual-sim download hf-hub:{spec}` (then HF_HUB_OFFLINE=1 "
+        f"loads it from the cache), or pass a local folder holding {CARD_FILE} + {TENSOR_FILE}."
+    )
     paths = {}
     for filename in (CARD_FILE, TENSOR_FILE):
         try:
@@ -184,30 +204,63 @@ def _resolve_hub(spec: str, cache_dir: str | os.PathLike[str] | None) -> tuple[M
                     library_version=__version__,
                 )
             )
-        except LocalEntryNotFoundError:
-            raise ModelNotFoundError(
-                f"{filename} of hf-hub:{spec} is not in the local cache and the Hub cannot be reached "
-                "(offline, HF_HUB_OFFLINE=1, or the server is down). On a machine with network run "
-                f"`perceptual-sim download hf-hub:{spec}` first, or use a local path."
-            ) from None
+        except LocalEntryNotFoundError as exc:
+            why = (
+                "HF_HUB_OFFLINE=1 is set"
+                if constants.HF_HUB_OFFLINE
+                else f"the Hub could not be reached or failed ({_first_line(exc.__cause__ or exc)})"
+            )
+            raise ModelNotFoundError(f"{filename} is not in the cache and {why}; {sought}. {remedy}") from None
         except RepositoryNotFoundError:
             raise ModelNotFoundError(
-                f"Hub repo {repo_id!r} (revision {revision or 'main'}) was not found or is private."
+                f"Hub repo {repo_id!r} does not exist or is private/gated; {sought}. Check the name (for a "
+                f"private repo log in with `hf auth login`). {remedy}"
             ) from None
+        except RevisionNotFoundError:
+            raise ModelNotFoundError(f"Hub repo {repo_id!r} has no revision {rev!r}; {sought}. {remedy}") from None
         except EntryNotFoundError:
-            extra = " (this package loads safetensors only, never pickles)" if filename == TENSOR_FILE else ""
             raise ModelNotFoundError(
-                f"Hub repo {repo_id!r} (revision {revision or 'main'}) has no {filename}{extra}."
+                f"Hub repo {repo_id!r} at revision {rev!r} has no {filename}; {sought}. perceptual_sim loads "
+                f"only a {CARD_FILE} card with safetensors weights ({TENSOR_FILE}), never pickles such as "
+                f"pytorch_model.bin. {remedy}"
             ) from None
-        except OSError as exc:
-            raise ModelNotFoundError(f"could not fetch {filename} of hf-hub:{spec}: {exc}") from None
-    return read_card(paths[CARD_FILE]), paths[TENSOR_FILE]
+        except Exception as exc:  # network and HTTP errors of huggingface_hub's HTTP client
+            raise ModelNotFoundError(
+                f"could not download {filename} of hf-hub:{spec} ({type(exc).__name__}: {_first_line(exc)}); "
+                f"{sought}. {remedy}"
+            ) from exc
+    try:
+        card = read_card(paths[CARD_FILE])
+        _check_sha256(card, paths[TENSOR_FILE])
+    except WeightsError as exc:
+        for path in paths.values():
+            _evict_from_hub_cache(path)
+        raise WeightsError(
+            f"{exc} Removed hf-hub:{spec} from the Hub cache: the next load downloads it again."
+        ) from None
+    return card, paths[TENSOR_FILE]
 
 
-def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
-    """Read the tensor file after checking its sha256 against the card."""
-    if not path.is_file():
-        raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing")
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (huggingface_hub's run over several)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _evict_from_hub_cache(pointer: Path) -> None:
+    """Delete a file that ``hf_hub_download`` returned: its snapshot entry and the blob it links to."""
+    snapshots = pointer.parent.parent
+    if snapshots.name != "snapshots":  # not the cache layout: touch nothing
+        return
+    blobs = snapshots.parent / "blobs"
+    if pointer.is_symlink():
+        blob = Path(os.path.realpath(pointer))
+        if blob.parent == Path(os.path.realpath(blobs)):
+            blob.unlink(missing_ok=True)
+    pointer.unlink(missing_ok=True)
+
+
+def _check_sha256(card: ModelCard, path: Path) -> None:
+    """Raise :class:`WeightsError` unless the file's sha256 is the card's."""
     digest = sha256_file(path)
     if digest != card.sha256:
         raise WeightsError(
@@ -215,6 +268,13 @@ def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
             f"{card.sha256 or '(none)'}: the file is corrupt, truncated or not the one the card "
             "describes. Re-download it or re-export the model."
         )
+
+
+def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
+    """Read the tensor file after checking its sha256 against the card."""
+    if not path.is_file():
+        raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing")
+    _check_sha256(card, path)
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types

@@ -38,6 +38,7 @@ class NarrowViT(nn.Module):
         if not 1 <= depth <= 24:
             raise ValueError(f"depth must be in 1..24, got {depth}")
         self.tokens = tokens
+        self.patch_size = patch_size
         self.net = VisionTransformer(
             img_size=img_size,
             patch_size=patch_size,
@@ -51,6 +52,12 @@ class NarrowViT(nn.Module):
         self.channels = [embed_dim] * depth
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(
+                f"images are {h} x {w}, but this ViT (patch {self.patch_size}) needs a height and width that are "
+                f"multiples of {self.patch_size}: crop or resize them"
+            )
         taps = self.net.forward_intermediates(
             x, return_prefix_tokens=True, intermediates_only=True, output_fmt="NCHW"
         )

@@ -1,0 +1,223 @@
+"""A loopback stand-in for the Hugging Face Hub's file protocol, and a way to run Hub clients against it.
+
+:class:`HubServer` answers what ``huggingface_hub.hf_hub_download`` asks for:
+``HEAD``/``GET {endpoint}/{org}/{name}/resolve/{revision}/{file}``, with ``X-Repo-Commit``, ``ETag``
+and ``Content-Length``. Large files (``*.safetensors``, ``*.bin``) are answered as the Hub does:
+a 302 to a second origin (the "CDN") with ``X-Linked-Etag`` (their sha256) and ``X-Linked-Size``.
+Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
+No Xet headers are ever sent, so downloads stay plain HTTP.
+
+Faults: :meth:`HubServer.fail` makes a repo answer an HTTP status (e.g. 500); :meth:`HubServer.stop`
+or :func:`closed_endpoint` give a Hub that is down; a repo can hold any bytes (a tensor file that
+differs from its card's sha256, or only ``pytorch_model.bin``).
+
+:func:`run_client` runs ``hubclient.py`` in a fresh interpreter, because ``huggingface_hub`` reads
+``HF_ENDPOINT``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` when it is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+LFS_SUFFIXES = (".safetensors", ".bin")
+CLIENT = Path(__file__).with_name("hubclient.py")
+
+
+@dataclass
+class Repo:
+    """Commits (sha -> files) and refs (branch or tag -> sha) of one model repo."""
+
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the server answered."""
+
+    method: str
+    path: str
+    status: int
+
+
+class HubServer:
+    """A threaded HTTP server on 127.0.0.1 serving in-memory model repos (use as a context manager).
+
+    Args:
+        lfs_delay: seconds the CDN waits before sending a file's bytes (makes concurrent downloads overlap).
+    """
+
+    def __init__(self, *, lfs_delay: float = 0.0) -> None:
+        self.repos: dict[str, Repo] = {}
+        self.faults: dict[str, int] = {}
+        self.lfs_delay = lfs_delay
+        self._blobs: dict[str, bytes] = {}
+        self._log: list[Request] = []
+        self._lock = threading.Lock()
+        self._hub = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=False))
+        self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn=True))
+        self._hub.daemon_threads = self._cdn.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._hub.server_address[1]}"
+        self.cdn = f"http://127.0.0.1:{self._cdn.server_address[1]}"
+
+    def __enter__(self) -> HubServer:
+        for server in (self._hub, self._cdn):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Shut down both origins and close their ports (the Hub is then down)."""
+        for server in (self._hub, self._cdn):
+            server.shutdown()
+            server.server_close()
+
+    def commit(self, repo_id: str, files: Mapping[str, bytes], *, refs: tuple[str, ...] = ("main",)) -> str:
+        """Add a commit holding exactly ``files``, point ``refs`` at it and return its 40-hex sha."""
+        with self._lock:
+            repo = self.repos.setdefault(repo_id, Repo())
+            seed = f"{repo_id}:{len(repo.commits)}:".encode() + b"".join(sorted(files.values()))
+            sha = hashlib.sha1(seed).hexdigest()
+            repo.commits[sha] = dict(files)
+            repo.refs.update({ref: sha for ref in refs})
+            for name, data in files.items():
+                if name.endswith(LFS_SUFFIXES):
+                    self._blobs[hashlib.sha256(data).hexdigest()] = data
+        return sha
+
+    def fail(self, repo_id: str, status: int) -> None:
+        """Answer every request for ``repo_id`` with ``status``."""
+        self.faults[repo_id] = status
+
+    def requests(self, contains: str = "") -> list[Request]:
+        """The requests answered so far whose path contains ``contains``."""
+        with self._lock:
+            return [r for r in self._log if contains in r.path]
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self._log.append(Request(method, path, status))
+
+    def _answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body of a ``resolve`` request on the Hub origin."""
+        parts = [unquote(p) for p in path.split("?")[0].strip("/").split("/")]
+        if len(parts) < 5 or parts[2] != "resolve":
+            return 404, {}, b"not a resolve url"
+        repo_id, revision, filename = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
+        if repo_id in self.faults:
+            return self.faults[repo_id], {}, b"injected fault"
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return 404, {"X-Error-Code": "RepoNotFound"}, b"Repository not found"
+        sha = repo.refs.get(revision) or (revision if revision in repo.commits else None)
+        if sha is None:
+            return 404, {"X-Error-Code": "RevisionNotFound"}, b"Revision not found"
+        files = repo.commits[sha]
+        if filename not in files:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": sha}, b"Entry not found"
+        data = files[filename]
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{_git_blob_sha(data)}"'}
+        if filename.endswith(LFS_SUFFIXES):
+            digest = hashlib.sha256(data).hexdigest()
+            headers.update({"Location": f"{self.cdn}/{digest}", "X-Linked-Etag": f'"{digest}"',
+                            "X-Linked-Size": str(len(data))})
+            return 302, headers, b""
+        return 200, headers, data
+
+
+def _git_blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_HEAD(self) -> None:
+            self._reply(body=False)
+
+        def do_GET(self) -> None:
+            self._reply(body=True)
+
+        def _reply(self, *, body: bool) -> None:
+            if cdn:
+                data = server._blobs.get(self.path.strip("/"))
+                status, headers, payload = (200, {}, data) if data is not None else (404, {}, b"no such blob")
+                if body and server.lfs_delay:
+                    time.sleep(server.lfs_delay)
+            else:
+                status, headers, payload = server._answer(self.path)
+            server._record(self.command, ("cdn:" if cdn else "") + self.path, status)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if body:
+                self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+def closed_endpoint() -> str:
+    """An http endpoint on 127.0.0.1 where nothing listens (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def client_env(endpoint: str, cache: Path, *, offline: bool = False) -> dict[str, str]:
+    """The environment of a Hub client process: this endpoint and cache; no token, telemetry or Xet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_", "TRANSFORMERS_"))}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(cache.parent / "hf_home"),
+        HF_HUB_CACHE=str(cache),
+        HF_HUB_OFFLINE="1" if offline else "0",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_ETAG_TIMEOUT="5",
+        HF_HUB_DOWNLOAD_TIMEOUT="5",
+        NO_PROXY="127.0.0.1",
+        OMP_NUM_THREADS="1",  # tiny models; OpenMP threads spinning on a busy machine only slow them down
+    )
+    return env
+
+
+def start_client(steps: list[dict[str, Any]], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start ``hubclient.py`` on ``steps`` (see its docstring); collect it with :func:`finish_client`."""
+    return subprocess.Popen([sys.executable, str(CLIENT), json.dumps(steps)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env))
+
+
+def finish_client(proc: subprocess.Popen[str], timeout: float = 180) -> list[dict[str, Any]]:
+    """Wait for a client started by :func:`start_client` and return one result per step."""
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"hub client exited with {proc.returncode}:\n{err[-4000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_client(steps: list[dict[str, Any]], env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Run ``hubclient.py`` on ``steps`` in a fresh interpreter and return one result per step."""
+    return finish_client(start_client(steps, env))
