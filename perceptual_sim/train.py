@@ -267,8 +267,12 @@ def checkpoints(run: Path) -> list[dict[str, Any]]:
 
 
 def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial",
-           summary: str = "", scores: dict[str, Any] | None = None, overwrite: bool = False) -> ModelCard:
-    """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped)."""
+           summary: str = "", scores: dict[str, Any] | None = None, data: str | None = None,
+           overwrite: bool = False) -> ModelCard:
+    """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped).
+
+    ``data`` describes the training data in the card (default: the recipe's data path).
+    """
     run = Path(run)
     record_file = run / f"step-{step:07d}.json"
     if not record_file.is_file():
@@ -282,7 +286,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "
     card = ModelCard(
         name=name, arch=recipe["arch"], arch_args=recipe["arch_args"], default_mode=default_mode,
         summary=summary, scores=scores or {},
-        training={"data": recipe["data"], "recipe": recipe, "step": record["step"], "epoch": record["epoch"],
+        training={"data": data or recipe["data"], "recipe": recipe, "step": record["step"], "epoch": record["epoch"],
                   "val_top1": record["val_top1"], "package_version": __version__},
         license="Apache-2.0 (code). Weights trained on Tiny-ImageNet, a subset of ImageNet: "
                 "ImageNet terms apply (non-commercial research and educational use).",

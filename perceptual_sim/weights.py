@@ -305,6 +305,9 @@ def save_model(
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} exists; choose another name or pass overwrite=True (--force)")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tensor_path))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tensor_path, 0o666 & ~umask)  # safetensors writes 0600; models are meant to be shared
     card = dataclasses.replace(card, sha256=sha256_file(tensor_path), package_version=__version__)
     card_path.write_text(card.to_json(), encoding="utf-8")
     return card
