@@ -79,17 +79,23 @@ def main() -> int:
     data = judged_proxy_set(args.images, triplets=args.triplets, mono_images=args.mono_images)
     rows = []
     metrics = [("L2", L2Metric, False), ("SSIM", SSIMMetric, False)]
+    lpips_rows = []
     for net in ("alex", "vgg"):
         for lin in (True, False):
             name = f"lpips-{net}" + ("" if lin else "-unweighted")
-            metrics.append((name, lambda net=net, lin=lin: NetMetric(
+            lpips_rows.append((name, lambda net=net, lin=lin: NetMetric(
                 PerceptualDistance.from_pretrained(str(lpips_reference(net, lin))),
                 modes=("spatial",) if lin else MODES), lin))
+    metrics += lpips_rows[:2]  # AlexNet rows now, the slow VGG rows last
+    for card in list_models():
+        metrics.append((card.name, lambda n=card.name: NetMetric(PerceptualDistance.from_pretrained(n)), False))
     metrics.append(("random ResNet-6 (untrained)", lambda: NetMetric(random_model("k22_resnet", {}), "random ResNet-6"), False))
     metrics.append(("random AlexNet (untrained)", lambda: NetMetric(random_model("alexnet", {}), "random AlexNet"), False))
     metrics.append(("EfficientNet-Lite0", EfficientNetLite0, False))
-    for card in list_models():
-        metrics.append((card.name, lambda n=card.name: NetMetric(PerceptualDistance.from_pretrained(n)), False))
+    metrics += lpips_rows[2:]
+    result = {"date": date.today().isoformat(), "version": __version__, "judges": data.judges,
+              "triplets": len(data.ref), "mono_images": len(data.mono_ref), "images": str(args.images),
+              "command": "python " + " ".join(sys.argv), "rows": rows}
     for name, make, is_judge in metrics:
         if name in args.skip:
             continue
@@ -101,12 +107,10 @@ def main() -> int:
             continue
         scores = score(metric, data, progress=False)
         rows.append({"metric": name, "judge": is_judge, "scores": scores, "seconds": round(time.time() - t0, 1)})
+        result["seconds"] = round(time.time() - t_start)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every row: a long run keeps its rows
         best = max(scores.values(), key=lambda s: s["2afc"])
         print(f"{name}: best 2AFC {100 * best['2afc']:.2f} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
-    result = {"date": date.today().isoformat(), "version": __version__, "judges": data.judges,
-              "triplets": len(data.ref), "mono_images": len(data.mono_ref), "images": str(args.images),
-              "command": "python " + " ".join(sys.argv), "seconds": round(time.time() - t_start), "rows": rows}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
     return 0
 
