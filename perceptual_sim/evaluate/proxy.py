@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -32,6 +31,7 @@ from .. import __version__
 from ..distances import MODES, layer_terms
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
+from ..weights import cache_root
 from .bapps import two_afc_score
 from .distortions import DISTORTIONS, LEVELS, distort, shift
 
@@ -40,8 +40,7 @@ DATA_VERSION = "proxy-v1"
 
 
 def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "perceptual_sim" / "proxy"
+    return cache_root() / "proxy"
 
 
 @dataclass
