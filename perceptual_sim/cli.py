@@ -31,14 +31,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, distributed
 from .api import DEFAULT_MODEL, load
 from .backbones import ARCHITECTURES
 from .distances import MODES
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, DecodedImage, ImageError, decode_image, image_size, save_heatmap
 from .metric import PerceptualDistance
 from .train import Recipe, checkpoints, export, train
-from .weights import HUB_PREFIX, bundled_dir, list_models, load_tensors, resolve
+from .weights import HUB_PREFIX, bundled_dir, cache_root, list_models, load_tensors, resolve
 
 PIXEL_BUDGET = 1 << 24
 """``dirs`` batches hold at most this many pixels of A images (and of B images), so large images go fewer at a time."""
@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         return func(args)
-    except (UsageError, FileExistsError) as exc:
-        return _error(str(exc), 2)
+    except (UsageError, FileExistsError) as exc:  # the same on every process of a launch
+        return _error(str(exc), 2, every_rank=False)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
     except torch.cuda.OutOfMemoryError:
@@ -115,7 +115,12 @@ def _resolve(register: Callable[[Any], argparse.ArgumentParser] | str) -> Callab
     return getattr(importlib.import_module(module), function)
 
 
-def _error(message: str, code: int) -> int:
+def _error(message: str, code: int, *, every_rank: bool = True) -> int:
+    """Print ``error: message``; under torchrun other ranks than 0 name themselves, or stay quiet."""
+    if not distributed.is_main():
+        if not every_rank:
+            return code
+        message = f"rank {distributed.rank()}: {message}"
     print(f"error: {message}", file=sys.stderr)
     return code
 
@@ -292,7 +297,8 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
         "dirs", help="distances between same-named images of two folders",
         description="Score every image of DIR_A against the image at the same relative path in DIR_B "
                     f"(searched recursively; {', '.join(IMAGE_SUFFIXES)}). Prints a summary; files that fail are "
-                    "reported and skipped (exit code 1).")
+                    "reported and skipped (exit code 1). Runs unchanged under torchrun: each process scores a share "
+                    "of the batches and rank 0 writes the results.")
     p.add_argument("dir_a", type=Path, metavar="DIR_A", help="reference images")
     p.add_argument("dir_b", type=Path, metavar="DIR_B", help="images compared with DIR_A's")
     _add_model_options(p)
@@ -325,10 +331,13 @@ def _run_dirs(args: argparse.Namespace) -> int:
     if not common:
         raise ValueError(f"no image pairs: {args.dir_a} has {len(files_a)} images, {args.dir_b} has {len(files_b)}, "
                          "and none share a relative path")
-    model = load(args.model, mode=args.mode, device=device)
     rows = [_Row(files_a[r], files_b[r]) for r in common]
-    _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
+    with distributed.session(device) as device:
+        model = load(args.model, mode=args.mode, device=device)
+        _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
     failed = [r for r in rows if r.error is not None]
+    if not distributed.is_main():
+        return 1 if failed else 0
     _list_paths("pairs that could not be scored", [r.error for r in failed], prefix="error")
     scored = [r for r in rows if r.error is None]
     summary = _summary(scored, len(failed))
@@ -362,7 +371,7 @@ def _image_files(root: Path) -> dict[str, Path]:
 
 
 def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> None:
-    if not items:
+    if not items or not distributed.is_main():
         return
     print(f"{prefix}: {title} ({len(items)}):", file=sys.stderr)
     for item in items[:_LISTED]:
@@ -375,7 +384,8 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
     """Fill in each row's distance or error.
 
     Pairs are grouped by their sizes as the file headers give them, and each group is cut into
-    batches whose images are decoded only when the batch is scored.
+    batches whose images are decoded only when the batch is scored. In a
+    :func:`distributed.session` each process scores a share of the batches.
     """
     groups: dict[tuple[tuple[int, int], tuple[int, int]], list[_Row]] = {}
     for row in rows:
@@ -385,17 +395,27 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
             row.error = str(exc)
             continue
         groups.setdefault(sizes, []).append(row)
+    batches = []
+    for (size_a, size_b), members in groups.items():
+        area = max(size_a[0] * size_a[1], size_b[0] * size_b[1])
+        step = max(1, min(batch_size, PIXEL_BUDGET // area))
+        batches += [members[start:start + step] for start in range(0, len(members), step)]
+    mine = distributed.shard(batches)
+    results = []
+    disable = None if distributed.is_main() else True  # None: a bar on a terminal only
+    with tqdm(total=sum(map(len, mine)), desc="scoring", unit="pair", disable=disable) as bar, torch.inference_mode():
+        for batch in mine:
+            found: list[Path] = []
+            _score_batch(model, batch, resize=resize, max_pixels=max_pixels, grey=found)
+            results.append(([(r.distance, r.error) for r in batch], found))
+            bar.update(len(batch))
     grey: list[Path] = []
-    with tqdm(total=len(rows), desc="scoring", unit="pair", disable=None) as bar, torch.inference_mode():
-        bar.update(sum(r.error is not None for r in rows))
-        for (size_a, size_b), members in groups.items():
-            area = max(size_a[0] * size_a[1], size_b[0] * size_b[1])
-            step = max(1, min(batch_size, PIXEL_BUDGET // area))
-            for start in range(0, len(members), step):
-                chunk = members[start:start + step]
-                _score_batch(model, chunk, resize=resize, max_pixels=max_pixels, grey=grey)
-                bar.update(len(chunk))
-    _note_grey(grey)
+    for batch, (outcomes, found) in zip(batches, distributed.gather(results)):
+        for row, (distance, error) in zip(batch, outcomes):
+            row.distance, row.error = distance, error
+        grey += found
+    if distributed.is_main():
+        _note_grey(grey)
 
 
 def _score_batch(model: PerceptualDistance, rows: list[_Row], *, resize: bool, max_pixels: int,
@@ -544,7 +564,7 @@ def _run_train(args: argparse.Namespace) -> int:
         data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer)
-    cache = args.cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim/datasets"
+    cache = args.cache or cache_root() / "datasets"
     try:
         out = train(recipe, args.out, cache=cache, threads=args.threads)
     except KeyboardInterrupt:

@@ -9,8 +9,8 @@ For layer l with raw map y (N x C x h x w) and its unit-normalised version
 * meanpool: ``||norm(mean_hw y0) - norm(mean_hw y1)||² / C``
 
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
-embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed. Everything
-here runs in float32 whatever the input dtype.
+embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
+(:func:`squared_cdist`). Everything here returns float32 whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from torch import Tensor
 
 MODES = ("spatial", "style", "meanpool")
 EPS = 1e-10
+CANCELLATION_GUARD = 1 / 16
+"""Fraction of ``|a - m|² + |b - m|²`` below which :func:`squared_cdist` recomputes an entry."""
+DIRECT_SHARE = 1 / 32
+""":func:`squared_cdist` recomputes entries directly while they are at most this share of their
+rows (a direct entry costs about as much as 30 entries of a matmul on CPU); else the rows."""
 
 
 def unit_normalize(f: Tensor, dim: int = 1, eps: float = EPS) -> Tensor:
@@ -84,7 +89,45 @@ def embedding(mode: str, feats: Sequence[Tensor], weights: Sequence[Tensor] | No
 
 
 def squared_cdist(a: Tensor, b: Tensor) -> Tensor:
-    """N x M squared Euclidean distances, computed through one matmul, clamped at 0."""
-    a64, b64 = a.double(), b.double()
-    d = a64.pow(2).sum(1, keepdim=True) + b64.pow(2).sum(1)[None] - 2 * a64 @ b64.T
-    return d.clamp_min(0).float()
+    """N x M float32 squared Euclidean distances between the rows of ``a`` and ``b``.
+
+    One float32 matmul after centring both sets on their common mean ``m``. Entries below
+    :data:`CANCELLATION_GUARD` of ``|a_i - m|² + |b_j - m|²``, where cancellation could cost
+    accuracy, are recomputed: directly as ``Σ (a_i - b_j)²`` when few, else their rows with a
+    float64 matmul (see :data:`DIRECT_SHARE`). With float64 inputs, or when a reduced-precision
+    float32 matmul (TF32, bfloat16) is enabled, the matmul is float64. Autocast does not apply.
+    """
+    with torch.autocast(a.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+        if dtype == torch.float32 and not _ieee_float32_matmul():
+            dtype = torch.float64
+        a, b = a.to(dtype), b.to(dtype)
+        d, scale = _gram_cdist(a, b)
+        if dtype == torch.float64:
+            return d.float()
+        rows, cols = torch.nonzero(d < CANCELLATION_GUARD * scale, as_tuple=True)
+        if rows.numel() == 0:
+            return d
+        busy = torch.unique(rows)
+        if rows.numel() > DIRECT_SHARE * busy.numel() * b.shape[0]:
+            return d.index_copy(0, busy, _gram_cdist(a[busy].double(), b.double())[0].float())
+        step = max(1, (1 << 20) // max(1, a.shape[1]))  # about 4 MB of differences at a time
+        exact = torch.cat([(a[rows[s : s + step]] - b[cols[s : s + step]]).pow(2).sum(1)
+                           for s in range(0, rows.numel(), step)])
+        return d.index_put((rows, cols), exact)
+
+
+def _gram_cdist(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared distances through one matmul of the centred sets, and ``|a_i - m|² + |b_j - m|²``."""
+    centre = (a.sum(0) + b.sum(0)) / max(1, a.shape[0] + b.shape[0])
+    a, b = a - centre, b - centre
+    scale = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None]
+    return (scale - 2 * a @ b.T).clamp_min(0), scale
+
+
+def _ieee_float32_matmul() -> bool:
+    """Whether float32 matmuls run in full float32 (no TF32 or bfloat16 shortcuts)."""
+    try:
+        return torch.get_float32_matmul_precision() == "highest"
+    except RuntimeError:  # legacy and new precision settings mixed: assume reduced
+        return False

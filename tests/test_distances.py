@@ -66,3 +66,28 @@ def test_embedding_distance_equals_direct_terms(mode):
         for j in range(2):
             direct = layer_terms(mode, [f[i : i + 1] for f in fa], [f[j : j + 1] for f in fb], weights).sum()
             assert matrix[i, j].item() == pytest.approx(direct.item(), rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("copies", [1, 8])  # near-duplicates per row: recomputed directly, or their rows in float64
+def test_squared_cdist_keeps_near_duplicates_accurate(copies):
+    g = torch.Generator().manual_seed(0)
+    a = 5 + torch.rand(64, 3000, generator=g)  # a common offset: plain float32 Gram terms would cancel badly
+    b = a[torch.arange(64) % (64 // copies)] + 1e-4 * torch.randn(64, 3000, generator=g)
+    exact = (a.double()[:, None] - b.double()[None]).pow(2).sum(-1)
+    got = squared_cdist(a, b)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=0)
+    assert torch.equal(squared_cdist(a, a).diagonal(), torch.zeros(64))
+
+
+def test_squared_cdist_edge_cases():
+    a = torch.rand(3, 5)
+    assert squared_cdist(a, a[:0]).shape == (3, 0) and squared_cdist(a[:0], a[:0]).shape == (0, 0)
+    exact = (a.double()[:, None] - a.double()[None]).pow(2).sum(-1)
+    torch.testing.assert_close(squared_cdist(a.double(), a.double()), exact.float())  # float64 in, float32 out
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")  # reduced-precision float32 matmuls: the Gram goes float64
+    try:
+        torch.testing.assert_close(squared_cdist(a, a), exact.float())
+    finally:
+        torch.set_float32_matmul_precision(previous)

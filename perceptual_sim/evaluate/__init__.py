@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from .. import distributed
 from ..distances import MODES
 from .bapps import VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
 from .common import check_output, resolve_model, write_json
@@ -22,8 +25,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``eval bapps``, ``eval iqa`` and ``eval proxy`` on ``subparsers`` (from ``add_subparsers()``).
 
     Each leaf parser sets ``func``: call ``args.func(args)`` to run it; it prints a summary
-    to stdout, errors to stderr, and returns the exit code (0, or 2 on a usage/data error).
-    Returns the ``eval`` parser.
+    to stdout, errors to stderr, and returns the exit code (0; 2 on a usage error; 1 on a
+    data or runtime error). Under torchrun each process scores a share of the batches and
+    rank 0 prints and writes the results. Returns the ``eval`` parser.
     """
     ev = subparsers.add_parser("eval", help="score a model on a benchmark (BAPPS, IQA lists, offline proxies)",
                                description="Score a model on a benchmark.")
@@ -77,43 +81,58 @@ def _common_args(p: argparse.ArgumentParser, *, batch_size: int, unit: str) -> N
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
 
 
-def _run(name: str, args: argparse.Namespace, score: Callable[[], dict[str, Any]],
+def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], dict[str, Any]],
          fmt: Callable[[dict[str, Any]], str]) -> int:
     try:
         check_output(args.json, args.force)
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        device = _device(args.device)
+    except (OSError, ValueError) as exc:
+        if distributed.is_main():
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        result = score()
-        if args.json is not None:
+        with distributed.session(device) as device:
+            result = score(device)
+        if args.json is not None and distributed.is_main():
             write_json(result, args.json, force=args.force)
     except (ValueError, OSError, ImportError) as exc:
-        print(f"error: eval {name}: {exc}", file=sys.stderr)
+        where = "" if distributed.is_main() else f"rank {distributed.rank()}: "
+        print(f"error: {where}eval {name}: {exc}", file=sys.stderr)
         return 1
-    print(fmt(result))
-    if args.json is not None:
-        print(f"wrote {args.json}")
+    if distributed.is_main():
+        print(fmt(result))
+        if args.json is not None:
+            print(f"wrote {args.json}")
     return 0
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return device
+
+
 def _run_bapps(args: argparse.Namespace) -> int:
-    return _run("bapps", args, lambda: score_bapps(
-        args.model, args.root, mode=args.mode, batch_size=args.batch_size, families=args.families, device=args.device),
+    return _run("bapps", args, lambda device: score_bapps(
+        args.model, args.root, mode=args.mode, batch_size=args.batch_size, families=args.families, device=device),
         format_bapps)
 
 
 def _run_iqa(args: argparse.Namespace) -> int:
-    return _run("iqa", args, lambda: score_iqa(
+    return _run("iqa", args, lambda device: score_iqa(
         args.model, args.list_file, args.root, mode=args.mode, scores=args.scores, logistic=args.logistic,
-        batch_size=args.batch_size, device=args.device), format_iqa)
+        batch_size=args.batch_size, device=device), format_iqa)
 
 
 def _run_proxy(args: argparse.Namespace) -> int:
     from .proxy import format_proxy, score_proxy
 
-    def run() -> dict[str, Any]:
-        model = resolve_model(args.model, None, args.device)
+    def run(device: torch.device) -> dict[str, Any]:
+        model = resolve_model(args.model, None, device)
         return score_proxy(model, args.images, triplets=args.triplets, mono_images=args.mono_images, seed=args.seed)
 
     return _run("proxy", args, run, format_proxy)

@@ -15,11 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..metric import PerceptualDistance
+from .. import distributed
 from ..images import load_image
-from .common import check_batch_size, model_info, pair_distances, resolve_model
+from ..metric import PerceptualDistance
+from .common import check_batch_size, model_info, pair_distances, progress, resolve_model
 
 VAL_FAMILIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 """The six 2AFC validation families; PS is their unweighted mean."""
@@ -106,20 +106,24 @@ def _two_afc_distances(
     module: PerceptualDistance, refs: list[Path], p0s: list[Path], p1s: list[Path], *,
     mode: str | None, batch_size: int, desc: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """d(ref, p0) and d(ref, p1), both from one forward pass per batch (so equal patches tie exactly)."""
-    n = len(refs)
-    d0, d1 = np.empty(n), np.empty(n)
+    """d(ref, p0) and d(ref, p1), both from one forward pass per batch (so equal patches tie exactly).
+
+    In a :func:`distributed.session` each process scores a share of the batches.
+    """
+    starts = distributed.shard(range(0, len(refs), batch_size))
     device = module.input_mean.device
-    with tqdm(total=n, desc=desc, unit="triplet") as bar, torch.inference_mode():
-        for s in range(0, n, batch_size):
+    results = []
+    with progress(sum(min(batch_size, len(refs) - s) for s in starts), desc, "triplet") as bar, torch.inference_mode():
+        for s in starts:
             ref = _stack(refs[s:s + batch_size], None)
             size = tuple(ref.shape[1:])
             p0, p1 = _stack(p0s[s:s + batch_size], size), _stack(p1s[s:s + batch_size], size)
             out = module(torch.cat([ref, ref]).to(device), torch.cat([p0, p1]).to(device), mode=mode)
-            out = out.double().cpu().numpy()
-            k = ref.shape[0]
-            d0[s:s + k], d1[s:s + k] = out[:k], out[k:]
-            bar.update(k)
+            results.append(out.double().cpu().numpy())
+            bar.update(ref.shape[0])
+    parts = distributed.gather(results)  # per batch: k distances to p0, then k to p1
+    d0 = np.concatenate([np.empty(0), *(r[: len(r) // 2] for r in parts)])
+    d1 = np.concatenate([np.empty(0), *(r[len(r) // 2 :] for r in parts)])
     return d0, d1
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, distributed
 from ..api import load
 from ..distances import MODES
 from ..images import image_size, load_image
@@ -52,7 +52,8 @@ def pair_distances(
     """Distance of every (first, second) image pair, in batches of equal-size images.
 
     The two images of a pair must have the same size; pairs of different sizes go to
-    different batches. Returns a float64 array in the order of ``pairs``.
+    different batches. In a :func:`distributed.session` each process scores a share of the
+    batches. Returns a float64 array in the order of ``pairs``.
     """
     check_batch_size(batch_size)
     sizes = []
@@ -65,21 +66,30 @@ def pair_distances(
             )
         sizes.append(sa)
     order = sorted(range(len(pairs)), key=lambda i: sizes[i])
-    out = np.empty(len(pairs), dtype=np.float64)
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == sizes[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    mine = distributed.shard(batches)
     device = module.input_mean.device
-    with tqdm(total=len(pairs), desc=desc, unit="pair") as bar, torch.inference_mode():
-        start = 0
-        while start < len(order):
-            stop = start + 1
-            while stop < len(order) and stop - start < batch_size and sizes[order[stop]] == sizes[order[start]]:
-                stop += 1
-            idx = order[start:stop]
+    results = []
+    with progress(sum(map(len, mine)), desc, "pair") as bar, torch.inference_mode():
+        for idx in mine:
             x = torch.stack([load_image(pairs[i][0]) for i in idx]).to(device)
             y = torch.stack([load_image(pairs[i][1]) for i in idx]).to(device)
-            out[idx] = module(x, y, mode=mode).double().cpu().numpy()
+            results.append(module(x, y, mode=mode).double().cpu().numpy())
             bar.update(len(idx))
-            start = stop
+    out = np.empty(len(pairs), dtype=np.float64)
+    for idx, values in zip(batches, distributed.gather(results)):
+        out[idx] = values
     return out
+
+
+def progress(total: int, desc: str, unit: str) -> tqdm:
+    """A progress bar, shown by rank 0 only under torchrun."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=not distributed.is_main())
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -1,0 +1,116 @@
+"""Scale-out: the launch environment, and ``dirs`` / ``eval bapps`` under torchrun (2 CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from perceptual_sim import distributed
+from perceptual_sim.cli import main
+from test_eval_bapps import make_bapps
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+SHARING = """
+import json, torch
+from perceptual_sim import distributed
+with distributed.session(torch.device("cpu")) as device:
+    share = distributed.shard(range(7))
+    print(json.dumps({"rank": distributed.rank(), "device": str(device), "share": share,
+                      "gathered": distributed.gather([10 * i for i in share])}))
+"""
+
+
+def _torchrun(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` (a script, or ``-m MODULE ...``)."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
+
+
+def _save(path: Path, seed: int, size: tuple[int, int], mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path)
+
+
+# ----------------------------------------------------------------------------- the environment
+def test_launch_outside_torchrun_is_one_process(monkeypatch):
+    for name in LAUNCH_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.launch() == distributed.Launch(rank=0, world_size=1, local_rank=0)
+    assert distributed.is_main()
+    assert distributed.shard([1, 2, 3]) == [1, 2, 3] and distributed.gather([1, 2, 3]) == [1, 2, 3]
+
+
+def test_launch_reads_the_torchrun_variables(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.launch() == distributed.Launch(rank=3, world_size=4, local_rank=1)
+    assert distributed.rank() == 3 and not distributed.is_main()
+
+
+@pytest.mark.parametrize("rank, world, local", [("4", "4", "0"), ("0", "two", "0"), ("0", "2", None)])
+def test_launch_rejects_an_inconsistent_environment(monkeypatch, rank, world, local):
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    if local is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local)
+    with pytest.raises(ValueError, match="RANK"):
+        distributed.launch()
+
+
+# ----------------------------------------------------------------------------- torchrun
+def test_each_process_gets_its_share_and_everyone_gets_all_in_order(tmp_path):
+    (tmp_path / "sharing.py").write_text(SHARING)
+    result = _torchrun("sharing.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    reports = sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["rank"])
+    assert [r["share"] for r in reports] == [[0, 2, 4, 6], [1, 3, 5]]
+    assert all(r["gathered"] == [10 * i for i in range(7)] and r["device"] == "cpu" for r in reports)
+
+
+def test_dirs_under_torchrun_writes_what_one_process_writes(tiny_card, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(9):  # two sizes, batches of 2: five batches, dealt 3 + 2
+        size = (32, 48) if i % 3 else (40, 40)
+        _save(a / f"s{i % 2}" / f"{i}.png", i, size)
+        _save(b / f"s{i % 2}" / f"{i}.png", 100 + i, size, mode="L" if i == 4 else "RGB")
+    (b / "s1/5.png").write_bytes(b"not a png")
+    _save(a / "only_a.png", 50, (32, 48))
+    common = ["dirs", a, b, "--model", tiny_card, "--batch-size", "2", "--force"]
+
+    assert main([*map(str, common), "--csv", str(tmp_path / "one.csv"), "--json", str(tmp_path / "one.json")]) == 1
+    one = capsys.readouterr()
+    two = _torchrun("-m", "perceptual_sim.cli", *common, "--csv", "two.csv", "--json", "two.json", cwd=tmp_path)
+
+    assert two.returncode == 1, two.stderr
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    one_json, two_json = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert one_json == two_json and one_json["summary"]["count"] == 8
+    assert two.stdout == one.out
+    for line in ("note: greyscale image", "error: pairs that could not be scored (1)", "only_a.png"):
+        assert two.stderr.count(line) == one.err.count(line) == 1, two.stderr
+    assert "rank 1" not in two.stderr
+
+
+def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, capsys):
+    root = make_bapps(tmp_path / "bapps")
+    common = ["eval", "bapps", "--root", root, "--model", tiny_card, "--batch-size", "2"]
+    assert main([*map(str, common), "--json", str(tmp_path / "one.json")]) == 0
+    one = capsys.readouterr()
+    two = _torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
+    assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
