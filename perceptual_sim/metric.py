@@ -46,7 +46,8 @@ class PerceptualDistance(nn.Module):
             dtype, others in float32), ``float32``, ``bfloat16`` or ``float16`` (autocast).
             Norms, Gram matrices and sums are float32 in every case.
         batch_pixels: at most this many pixels (images x H x W) per backbone pass; larger
-            batches are split into chunks, which bounds peak memory.
+            batches are split into chunks, which bounds peak memory. Default: 2**18 on CPU
+            (cache-sized chunks measured fastest there, see benchmarks/README.md), 2**24 on GPU.
         validate: check values (NaN/Inf, range) on every call. Turning it off avoids a
             host-device sync per call on GPU; shapes, dtypes and devices are still checked.
         compile: run the backbone through ``torch.compile``; default: the environment
@@ -59,7 +60,7 @@ class PerceptualDistance(nn.Module):
         mode: str | None = None,
         *,
         precision: str = "auto",
-        batch_pixels: int = 1 << 24,
+        batch_pixels: int | None = None,
         validate: bool = True,
         compile: bool | None = None,
     ) -> None:
@@ -69,7 +70,7 @@ class PerceptualDistance(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        if batch_pixels < 1:
+        if batch_pixels is not None and batch_pixels < 1:
             raise ValueError(f"batch_pixels must be positive, got {batch_pixels}")
         self.card = card
         self.mode = mode
@@ -188,7 +189,8 @@ class PerceptualDistance(nn.Module):
             ctx = contextlib.nullcontext()
             x = x.to(param_dtype)
         x = x.contiguous(memory_format=torch.channels_last)
-        step = max(1, self.batch_pixels // (x.shape[2] * x.shape[3]) // group) * group
+        budget = self.batch_pixels or (1 << 18 if x.device.type == "cpu" else 1 << 24)
+        step = max(1, budget // (x.shape[2] * x.shape[3]) // group) * group
         with ctx:
             chunks = [list(self.backbone(x[i : i + step])) for i in range(0, x.shape[0], step)]
         if len(chunks) == 1:
