@@ -184,12 +184,9 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 
 def _device(name: str) -> torch.device:
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    return device
+        return distributed.parse_device(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_output(path: Path | None, force: bool, flag: str) -> None:

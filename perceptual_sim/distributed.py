@@ -36,6 +36,17 @@ class Launch:
     local_rank: int = 0
 
 
+def parse_device(name: str) -> torch.device:
+    """A torch device from its name; ValueError when it is not one or CUDA is missing."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return device
+
+
 def launch() -> Launch:
     """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by torchrun); ValueError when inconsistent."""
     names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

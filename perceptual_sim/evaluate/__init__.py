@@ -85,7 +85,7 @@ def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], di
          fmt: Callable[[dict[str, Any]], str]) -> int:
     try:
         check_output(args.json, args.force)
-        device = _device(args.device)
+        device = distributed.parse_device(args.device)
     except (OSError, ValueError) as exc:
         if distributed.is_main():
             print(f"error: {exc}", file=sys.stderr)
@@ -104,16 +104,6 @@ def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], di
         if args.json is not None:
             print(f"wrote {args.json}")
     return 0
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    return device
 
 
 def _run_bapps(args: argparse.Namespace) -> int:
