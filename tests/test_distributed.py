@@ -24,8 +24,11 @@ import json, torch
 from perceptual_sim import distributed
 with distributed.session(torch.device("cpu")) as device:
     share = distributed.shard(range(7))
-    print(json.dumps({"rank": distributed.rank(), "device": str(device), "share": share,
-                      "gathered": distributed.gather([10 * i for i in share])}))
+    report = {"rank": distributed.rank(), "device": str(device), "share": share,
+              "gathered": distributed.gather([10 * i for i in share])}
+    # one file per rank: the processes share stdout, where lines from two ranks can interleave
+    with open(f"rank{distributed.rank()}.json", "w") as f:
+        json.dump(report, f)
 """
 
 
@@ -76,7 +79,8 @@ def test_each_process_gets_its_share_and_everyone_gets_all_in_order(tmp_path):
     (tmp_path / "sharing.py").write_text(SHARING)
     result = _torchrun("sharing.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    reports = sorted((json.loads(line) for line in result.stdout.splitlines()), key=lambda r: r["rank"])
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in reports] == [0, 1]
     assert [r["share"] for r in reports] == [[0, 2, 4, 6], [1, 3, 5]]
     assert all(r["gathered"] == [10 * i for i in range(7)] and r["device"] == "cpu" for r in reports)
 
