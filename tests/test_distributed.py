@@ -118,3 +118,22 @@ def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tm
     assert two.returncode == 0, two.stderr
     assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
     assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
+
+
+def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, monkeypatch, capsys):
+    from perceptual_sim.evaluate.proxy import L2Metric, SSIMMetric, default_cache, judge, make_proxy_set
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for i in range(13):
+        _save(tmp_path / "imgs" / f"{i:02d}.png", i, (64, 64))
+    # judged here by L2 and SSIM, so that the command finds a judged set and builds no LPIPS judges
+    judge(make_proxy_set(tmp_path / "imgs", triplets=9, mono_images=4, cache=default_cache()),
+          [("L2", L2Metric()), ("SSIM", SSIMMetric())], progress=False)
+    common = ["eval", "proxy", "--images", tmp_path / "imgs", "--triplets", "9", "--mono-images", "4",
+              "--model", tiny_card, "--batch-size", "2"]  # 5 triplet batches dealt 3 + 2; 6 x 2 monotonicity jobs
+    assert main([*map(str, common), "--json", str(tmp_path / "one.json")]) == 0
+    one = capsys.readouterr()
+    two = _torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
+    assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")

@@ -65,6 +65,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     px.add_argument("--mono-images", type=int, default=100, help="images per monotonicity series (default 100)")
     px.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
     px.add_argument("--model", default=None, help="bundled name, local path or hf-hub:ORG/NAME[@REV] (default: the default model)")
+    px.add_argument("--batch-size", type=int, default=250, help="images per forward pass (default 250)")
     px.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     px.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     px.add_argument("--force", action="store_true", help="overwrite an existing --json file")
@@ -123,6 +124,7 @@ def _run_proxy(args: argparse.Namespace) -> int:
 
     def run(device: torch.device) -> dict[str, Any]:
         model = resolve_model(args.model, None, device)
-        return score_proxy(model, args.images, triplets=args.triplets, mono_images=args.mono_images, seed=args.seed)
+        return score_proxy(model, args.images, triplets=args.triplets, mono_images=args.mono_images, seed=args.seed,
+                           batch=args.batch_size)
 
     return _run("proxy", args, run, format_proxy)

@@ -10,13 +10,16 @@ not replace BAPPS or other human-judgment benchmarks).
 * **Monotonicity**: Spearman correlation between distance and severity level (1..5) within
   each distortion type, averaged over images and types.
 
-The triplets are generated deterministically from a seed and cached as uint8 arrays.
+The triplets are generated deterministically from a seed and cached as uint8 arrays. In a
+:func:`perceptual_sim.distributed.session` each process scores a share of the batches and
+every process gets all the results, in the order one process gives.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -27,12 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, distributed
 from ..distances import MODES, layer_terms
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
 from ..weights import cache_root
 from .bapps import two_afc_score
+from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
 
 SHIFTS = (1, 2, 3)
@@ -101,8 +105,8 @@ def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100
         mono = torch.stack(series, 1)
         folder.mkdir(parents=True, exist_ok=True)
         for n, t in zip(names, (ref, p0, p1, mono_ref, mono)):
-            np.save(folder / f"{n}.npy", t.numpy())
-        (folder / "info.json").write_text(json.dumps({"images": str(images), "triplets": triplets,
+            _save_npy(folder / f"{n}.npy", t)
+        _write_text(folder / "info.json", json.dumps({"images": str(images), "triplets": triplets,
                                                       "mono_images": mono_images, "seed": seed,
                                                       "data_version": DATA_VERSION}, indent=2))
     t = {n: torch.from_numpy(np.load(folder / f"{n}.npy", allow_pickle=False)) for n in names}
@@ -111,6 +115,20 @@ def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100
         judgments = torch.from_numpy(np.load(folder / "judgments.npy", allow_pickle=False))
         judges = json.loads((folder / "judges.json").read_text())
     return ProxySet(t["ref"], t["p0"], t["p1"], t["mono_ref"], t["mono"], judgments, judges, folder)
+
+
+def _save_npy(path: Path, t: Tensor) -> None:
+    """Write atomically (several processes may make the same deterministic file at once)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, t.numpy())
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _to_uint8(x: Tensor) -> Tensor:
@@ -155,10 +173,11 @@ class NetMetric:
         self.weights = list(model.layer_weights) if model.layer_weights is not None else None
 
     def features(self, x: Tensor) -> list[Tensor]:
-        return self.model.embed(x).maps
+        return self.model.embed(x.to(self.model.input_mean.device)).maps
 
     def compare(self, fa: list[Tensor], fb: list[Tensor]) -> dict[str, Tensor]:
-        return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1) for m in self.modes}
+        return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1).cpu()
+                for m in self.modes}
 
 
 class L2Metric:
@@ -206,18 +225,23 @@ def ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
 def triplet_distances(metric: ProxyMetric, data: ProxySet, *, shifts: Sequence[int] = SHIFTS,
                       batch: int = 250, progress: bool = True) -> dict[str, dict[int, tuple[Tensor, Tensor]]]:
     """{mode: {shift: (d0, d1)}} over all triplets (shift 0 = unshifted)."""
-    out: dict[str, dict[int, list[tuple[Tensor, Tensor]]]] = {}
-    n = len(data.ref)
-    for i in tqdm(range(0, n, batch), desc=f"{metric.name} triplets", disable=not progress, leave=False):
+    check_batch_size(batch)
+    starts = distributed.shard(range(0, len(data.ref), batch))
+    results = []
+    for i in tqdm(starts, desc=f"{metric.name} triplets", disable=not (progress and distributed.is_main()),
+                  leave=False):
         fr = metric.features(data.ref[i : i + batch])
+        part: dict[str, dict[int, tuple[Tensor, Tensor]]] = {}
         for k in (0, *shifts):
             f0 = metric.features(shift(data.p0[i : i + batch], k))
             f1 = metric.features(shift(data.p1[i : i + batch], k))
             d0, d1 = metric.compare(fr, f0), metric.compare(fr, f1)
             for mode in d0:
-                out.setdefault(mode, {}).setdefault(k, []).append((d0[mode], d1[mode]))
-    return {m: {k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for k, v in ks.items()}
-            for m, ks in out.items()}
+                part.setdefault(mode, {})[k] = (d0[mode], d1[mode])
+        results.append(part)
+    parts = distributed.gather(results)
+    return {m: {k: (torch.cat([p[m][k][0] for p in parts]), torch.cat([p[m][k][1] for p in parts]))
+                for k in parts[0][m]} for m in parts[0]}
 
 
 def _decision(d0: Tensor, d1: Tensor) -> Tensor:
@@ -241,21 +265,24 @@ def _spearman_rows(d: Tensor) -> Tensor:
 @torch.inference_mode()
 def monotonicity(metric: ProxyMetric, data: ProxySet, *, batch: int = 100) -> dict[str, dict[str, float]]:
     """{mode: {distortion: mean Spearman rho, ..., "mean": average over distortions}}."""
+    check_batch_size(batch)
     m, kinds, levels = data.mono.shape[:3]
+    jobs = [(ki, i) for ki in range(kinds) for i in range(0, m, batch)]
+    results = []
+    for ki, i in distributed.shard(jobs):
+        fr = metric.features(data.mono_ref[i : i + batch])
+        cols: dict[str, list[Tensor]] = {}
+        for li in range(levels):
+            d = metric.compare(fr, metric.features(data.mono[i : i + batch, ki, li]))
+            for mode, v in d.items():
+                cols.setdefault(mode, []).append(v)
+        results.append({mode: torch.stack(v, 1) for mode, v in cols.items()})
     result: dict[str, dict[str, float]] = {}
+    gathered = distributed.gather(results)
     for ki, kind in enumerate(DISTORTIONS):
-        per_mode: dict[str, list[Tensor]] = {}
-        for i in range(0, m, batch):
-            fr = metric.features(data.mono_ref[i : i + batch])
-            cols: dict[str, list[Tensor]] = {}
-            for li in range(levels):
-                d = metric.compare(fr, metric.features(data.mono[i : i + batch, ki, li]))
-                for mode, v in d.items():
-                    cols.setdefault(mode, []).append(v)
-            for mode, v in cols.items():
-                per_mode.setdefault(mode, []).append(torch.stack(v, 1))
-        for mode, rows in per_mode.items():
-            result.setdefault(mode, {})[kind] = float(_spearman_rows(torch.cat(rows)).mean())
+        parts = [r for (k, _), r in zip(jobs, gathered) if k == ki]
+        for mode in parts[0]:
+            result.setdefault(mode, {})[kind] = float(_spearman_rows(torch.cat([p[mode] for p in parts])).mean())
     for mode in result:
         result[mode]["mean"] = float(np.mean([result[mode][k] for k in DISTORTIONS]))
     return result
@@ -270,16 +297,16 @@ def judge(data: ProxySet, judges: Sequence[tuple[str, ProxyMetric]], *, progress
         rows.append(_decision(d0, d1))
     data.judgments = torch.stack(rows)
     data.judges = [name for name, _ in judges]
-    np.save(data.folder / "judgments.npy", data.judgments.numpy())
-    (data.folder / "judges.json").write_text(json.dumps(data.judges))
+    _save_npy(data.folder / "judgments.npy", data.judgments)
+    _write_text(data.folder / "judges.json", json.dumps(data.judges))
     return data
 
 
-def score(metric: ProxyMetric, data: ProxySet, *, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """All three proxies for every mode the metric offers."""
+def score(metric: ProxyMetric, data: ProxySet, *, batch: int = 250, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """All three proxies for every mode the metric offers (``batch`` images per forward pass)."""
     p = data.p
-    tri = triplet_distances(metric, data, progress=progress)
-    mono = monotonicity(metric, data)
+    tri = triplet_distances(metric, data, batch=batch, progress=progress)
+    mono = monotonicity(metric, data, batch=batch)
     out: dict[str, dict[str, Any]] = {}
     for mode, by_shift in tri.items():
         d0, d1 = by_shift[0]
@@ -311,13 +338,13 @@ def judged_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 1
 
 
 def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000, mono_images: int = 100,
-                seed: int = 0, cache: Path | None = None) -> dict[str, Any]:
+                seed: int = 0, cache: Path | None = None, batch: int = 250) -> dict[str, Any]:
     """All proxies for every mode of ``model``, with what produced them."""
     data = judged_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
     return {"benchmark": "proxy", "model": model.card.name, "sha256": model.card.sha256,
             "package_version": __version__, "judges": data.judges, "triplets": len(data.ref),
             "mono_images": len(data.mono_ref), "seed": seed, "images": str(images),
-            "scores": score(NetMetric(model), data)}
+            "scores": score(NetMetric(model), data, batch=batch)}
 
 
 def format_proxy(result: dict[str, Any]) -> str:
