@@ -2,6 +2,10 @@
 and every bundled model, scored on the same judged proxy set in one run.
 
     python benchmarks/proxy_reference.py --images /tmp/tin/val --out benchmarks/proxy_reference.json
+    python benchmarks/proxy_reference.py --images /tmp/tin/val --only lpips-vgg resnet6-es   # (re)score some rows
+
+With ``--only``, the named rows are scored and merged into the existing ``--out`` file (a row
+of the same name is replaced; the others are kept, with their own dates and commands).
 
 ``--images``: a folder of natural images (here the Tiny-ImageNet validation split). Needs
 ``pip install -e .[eval]``; the EfficientNet-Lite0 row also needs
@@ -71,7 +75,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/proxy_reference.json"))
     ap.add_argument("--triplets", type=int, default=2000)
     ap.add_argument("--mono-images", type=int, default=100)
-    ap.add_argument("--skip", nargs="*", default=[], help="row names to leave out")
+    ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                    help="score only these rows and merge them into --out (names as in the table)")
     args = ap.parse_args()
     from perceptual_sim.convert import lpips_reference
 
@@ -93,11 +98,21 @@ def main() -> int:
     metrics.append(("random AlexNet (untrained)", lambda: NetMetric(random_model("alexnet", {}), "random AlexNet"), False))
     metrics.append(("EfficientNet-Lite0", EfficientNetLite0, False))
     metrics += lpips_rows[2:]
+    names = [name for name, _, _ in metrics]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        ap.error(f"unknown row(s) {unknown}; the rows are: {names}")
+    command = "python " + " ".join(sys.argv)
     result = {"date": date.today().isoformat(), "version": __version__, "judges": data.judges,
               "triplets": len(data.ref), "mono_images": len(data.mono_ref), "images": str(args.images),
-              "command": "python " + " ".join(sys.argv), "rows": rows}
+              "command": command, "rows": rows}
+    if args.only:
+        result = json.loads(args.out.read_text())
+        if [result["judges"], result["triplets"], result["mono_images"]] != [data.judges, len(data.ref), len(data.mono_ref)]:
+            ap.error(f"{args.out} was scored on another proxy set; re-run all rows into a new file")
+        rows = result["rows"]
     for name, make, is_judge in metrics:
-        if name in args.skip:
+        if args.only is not None and name not in args.only:
             continue
         t0 = time.time()
         try:
@@ -106,8 +121,13 @@ def main() -> int:
             print(f"{name}: skipped ({exc})", file=sys.stderr)
             continue
         scores = score(metric, data, progress=False)
-        rows.append({"metric": name, "judge": is_judge, "scores": scores, "seconds": round(time.time() - t0, 1)})
-        result["seconds"] = round(time.time() - t_start)
+        row = {"metric": name, "judge": is_judge, "scores": scores, "seconds": round(time.time() - t0, 1)}
+        if args.only:
+            row.update(date=date.today().isoformat(), version=__version__, command=command)
+        rows[:] = [r for r in rows if r["metric"] != name] + [row]
+        rows.sort(key=lambda r: names.index(r["metric"]) if r["metric"] in names else len(names))
+        if not args.only:
+            result["seconds"] = round(time.time() - t_start)
         args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every row: a long run keeps its rows
         best = max(scores.values(), key=lambda s: s["2afc"])
         print(f"{name}: best 2AFC {100 * best['2afc']:.2f} [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)

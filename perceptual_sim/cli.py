@@ -38,7 +38,7 @@ from .distances import MODES
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, DecodedImage, ImageError, decode_image, image_size, save_heatmap
 from .metric import PerceptualDistance
 from .train import Recipe, checkpoints, export, train
-from .weights import HUB_PREFIX, bundled_dir, cache_root, list_models, load_tensors, resolve
+from .weights import HUB_PREFIX, bundled_dir, cache_root, list_models, load_tensors, push_model, resolve
 
 PIXEL_BUDGET = 1 << 24
 """``dirs`` batches hold at most this many pixels of A images (and of B images), so large images go fewer at a time."""
@@ -500,6 +500,29 @@ def _run_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``push MODEL ORG/NAME``."""
+    p = subparsers.add_parser(
+        "push", help="upload a model (card + safetensors) to a Hugging Face Hub repo",
+        description="Check a model's weights, then upload card.json, model.safetensors and a README to the Hub "
+                    "repo ORG/NAME (created if missing). Uses huggingface_hub's token: HF_TOKEN or "
+                    "`hf auth login`; tokens are never taken on the command line.")
+    p.add_argument("model", metavar="MODEL", help="bundled name, card NAME.json, or a folder with card.json + model.safetensors")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="the Hub model repo")
+    p.add_argument("--revision", default=None, help="branch to commit to (default main)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo as private")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_run_push)
+    return p
+
+
+def _run_push(args: argparse.Namespace) -> int:
+    commit = push_model(args.model, args.repo_id, revision=args.revision, private=args.private, message=args.message)
+    print(f"pushed {args.model} to {args.repo_id} (commit {commit})")
+    print(f"load it with: --model hf-hub:{args.repo_id}@{commit}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- train
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train run``, ``train export`` and ``train list``."""
@@ -604,6 +627,7 @@ SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser] | str] = {
     "dirs": add_dirs_parser,
     "list": add_list_parser,
     "download": add_download_parser,
+    "push": add_push_parser,
     "train": add_train_parser,
     "eval": "perceptual_sim.evaluate:add_eval_parser",
 }

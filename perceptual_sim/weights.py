@@ -246,6 +246,71 @@ def _resolve_hub(spec: str, cache_dir: str | os.PathLike[str] | None) -> tuple[M
     return card, paths[TENSOR_FILE]
 
 
+def push_model(
+    model: str, repo_id: str, *, revision: str | None = None, private: bool | None = None,
+    message: str | None = None,
+) -> str:
+    """Upload a model (card, tensor file and a Hub README) to the Hub repo ``ORG/NAME``.
+
+    The weights are checked (sha256 and a strict load) first. The repo is created if it does
+    not exist. The token is huggingface_hub's (``HF_TOKEN`` or ``hf auth login``). Returns the
+    commit id; ``hf-hub:ORG/NAME@<commit>`` then loads exactly what was uploaded.
+    """
+    from .metric import PerceptualDistance
+
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or "@" in repo_id:
+        raise ValueError(f"the Hub repo must look like ORG/NAME, got {repo_id!r}")
+    card, tensor_path = resolve(model)
+    PerceptualDistance(card).load_weights(load_tensors(card, tensor_path))
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
+
+    api = HfApi(library_name="perceptual_sim", library_version=__version__)
+    where = f"{constants.ENDPOINT}/{repo_id}"
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.create_commit(
+            repo_id,
+            [
+                CommitOperationAdd(CARD_FILE, card.to_json().encode()),
+                CommitOperationAdd(TENSOR_FILE, str(tensor_path)),
+                CommitOperationAdd("README.md", hub_readme(card, repo_id).encode()),
+            ],
+            commit_message=message or f"perceptual_sim {__version__}: {card.name} (sha256 {card.sha256[:12]})",
+            revision=revision,
+        )
+    except Exception as exc:  # huggingface_hub's HTTP, auth and network errors
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        hint = (
+            " Log in with `hf auth login` or set HF_TOKEN to a token with write access."
+            if status in (401, 403)
+            else ""
+        )
+        raise OSError(f"could not push {card.name} to {where} ({type(exc).__name__}: {_first_line(exc)}).{hint}") from exc
+    return info.oid
+
+
+def hub_readme(card: ModelCard, repo_id: str) -> str:
+    """The Hub README of a pushed model: metadata header, what it is, how to load it."""
+    train = card.training
+    facts = [f"- architecture: `{card.arch}` {json.dumps(card.arch_args)}", f"- default mode: `{card.default_mode}`",
+             f"- weights sha256: `{card.sha256}`"]
+    if "val_top1" in train:
+        facts.append(f"- validation top-1: {100 * train['val_top1']:.1f}% (step {train.get('step')}, "
+                     f"epoch {train.get('epoch')})")
+    if train.get("data"):
+        facts.append(f"- training data: {train['data']}")
+    if card.license:
+        facts.append(f"- terms: {card.license}")
+    return "\n".join([
+        "---", "library_name: perceptual_sim", "tags: [perceptual-similarity, image-similarity, lpips]", "---", "",
+        f"# {card.name}", "", card.summary or "A perceptual_sim model.", "", *facts, "",
+        "```bash", "pip install perceptual_sim", f"perceptual-sim a.png b.png --model hf-hub:{repo_id}", "```", "",
+        "```python", "from perceptual_sim import distance", f'd = distance(x, y, model="hf-hub:{repo_id}")', "```", "",
+        f"`{CARD_FILE}` is the card (architecture, normalisation, provenance, scores); `{TENSOR_FILE}` the weights.",
+        "",
+    ])
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message (huggingface_hub's run over several)."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -7,6 +7,12 @@ a 302 to a second origin (the "CDN") with ``X-Linked-Etag`` (their sha256) and `
 Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
 No Xet headers are ever sent, so downloads stay plain HTTP.
 
+Uploads (what ``HfApi.create_repo`` and ``HfApi.create_commit`` send): ``POST /api/repos/create``,
+``POST /api/validate-yaml`` (always valid),
+``POST /api/models/{org}/{name}/preupload/{revision}`` (every file answered as "regular", so its
+bytes come base64 in the commit) and ``POST /api/models/{org}/{name}/commit/{revision}`` (NDJSON).
+With ``token`` set, uploads without ``Authorization: Bearer <token>`` get a 401.
+
 Faults: :meth:`HubServer.fail` makes a repo answer an HTTP status (e.g. 500); :meth:`HubServer.stop`
 or :func:`closed_endpoint` give a Hub that is down; a repo can hold any bytes (a tensor file that
 differs from its card's sha256, or only ``pytorch_model.bin``).
@@ -17,6 +23,7 @@ differs from its card's sha256, or only ``pytorch_model.bin``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -60,8 +67,10 @@ class HubServer:
         lfs_delay: seconds the CDN waits before sending a file's bytes (makes concurrent downloads overlap).
     """
 
-    def __init__(self, *, lfs_delay: float = 0.0) -> None:
+    def __init__(self, *, lfs_delay: float = 0.0, token: str | None = None) -> None:
         self.repos: dict[str, Repo] = {}
+        self.token = token
+        self.private: dict[str, bool] = {}
         self.faults: dict[str, int] = {}
         self.lfs_delay = lfs_delay
         self._blobs: dict[str, bytes] = {}
@@ -113,6 +122,43 @@ class HubServer:
         with self._lock:
             self._log.append(Request(method, path, status))
 
+    def _upload(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers and body of an upload API request (repo creation, preupload, commit)."""
+        if self.token is not None and headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"X-Error-Message": "Invalid credentials in Authorization header"}, b'{"error": "unauthorized"}'
+        parts = [unquote(p) for p in path.split("?")[0].strip("/").split("/")]
+        if parts == ["api", "validate-yaml"]:  # create_commit checks a README's metadata header first
+            return 200, {}, b'{"errors": [], "warnings": []}'
+        if parts == ["api", "repos", "create"]:
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}"
+            if repo_id in self.repos:
+                return 409, {}, json.dumps({"error": "You already created this model repo", "url": f"{self.endpoint}/{repo_id}"}).encode()
+            self.private[repo_id] = request.get("visibility") == "private" or bool(request.get("private"))
+            self.commit(repo_id, {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
+            return 200, {}, json.dumps({"url": f"{self.endpoint}/{repo_id}"}).encode()
+        if len(parts) != 6 or parts[:2] != ["api", "models"] or parts[4] not in ("preupload", "commit"):
+            return 404, {}, b"no such api"
+        repo_id, action, revision = "/".join(parts[2:4]), parts[4], parts[5]
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return 404, {"X-Error-Code": "RepoNotFound"}, b"Repository not found"
+        if revision not in repo.refs:
+            return 404, {"X-Error-Code": "RevisionNotFound"}, b"Revision not found"
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+            return 200, {}, json.dumps({"files": answer}).encode()
+        files = dict(repo.commits[repo.refs[revision]])
+        for line in body.splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            elif item["key"] != "header":
+                return 400, {}, f"unsupported commit operation {item['key']}".encode()
+        sha = self.commit(repo_id, files, refs=(revision,))
+        return 200, {}, json.dumps({"commitUrl": f"{self.endpoint}/{repo_id}/commit/{sha}", "commitOid": sha}).encode()
+
     def _answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body of a ``resolve`` request on the Hub origin."""
         parts = [unquote(p) for p in path.split("?")[0].strip("/").split("/")]
@@ -153,6 +199,17 @@ def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._reply(body=True)
+
+        def do_POST(self) -> None:
+            data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, headers, payload = (404, {}, b"") if cdn else server._upload(self.path, self.headers, data)
+            server._record("POST", self.path, status)
+            self.send_response(status)
+            for key, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
         def _reply(self, *, body: bool) -> None:
             if cdn:

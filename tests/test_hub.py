@@ -7,6 +7,8 @@ one whose Hub is down and one with ``HF_HUB_OFFLINE=1``.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +202,50 @@ def test_local_files_that_fail_the_hash_are_never_deleted(tmp_path):
         PerceptualDistance.from_pretrained(str(folder))
     assert "Removed" not in str(caught.value)
     assert sorted(p.name for p in folder.iterdir()) == ["card.json", "model.safetensors"]
+
+
+def _push(model: Path | str, repo: str, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``perceptual-sim push MODEL REPO`` in a fresh interpreter (huggingface_hub reads HF_ENDPOINT on import)."""
+    return subprocess.run([sys.executable, "-m", "perceptual_sim.cli", "push", str(model), repo, *extra],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_push_uploads_what_a_hub_load_gives_back(tmp_path):
+    card = make_model(tmp_path / "model", seed=3)
+    local = PerceptualDistance.from_pretrained(str(card))
+    with HubServer(token="secret") as server:
+        env = client_env(server.endpoint, tmp_path / "hf-cache")
+        no_token = _push(card, "org/pushed", env)
+        assert no_token.returncode == 1 and "hf auth login" in no_token.stderr and "Traceback" not in no_token.stderr
+        assert "org/pushed" not in server.repos
+
+        env["HF_TOKEN"] = "secret"
+        first = _push(card, "org/pushed", env, "--private")
+        assert first.returncode == 0, first.stderr
+        commit = server.repos["org/pushed"].refs["main"]
+        assert f"hf-hub:org/pushed@{commit}" in first.stdout and server.private["org/pushed"]
+        files = server.repos["org/pushed"].commits[commit]
+        assert files["model.safetensors"] == card.with_suffix(".safetensors").read_bytes()
+        assert "hf-hub:org/pushed" in files["README.md"].decode() and ".gitattributes" in files
+        again = _push(card, "org/pushed", env)  # the repo exists: a second commit on main
+        assert again.returncode == 0, again.stderr
+        assert server.repos["org/pushed"].refs["main"] != commit
+
+        [loaded] = finish_client(start_client([load(f"hf-hub:org/pushed@{commit}")], env))
+    assert loaded["ok"], loaded
+    assert loaded["digest"] == weights_digest(local)
+    with torch.inference_mode():
+        assert loaded["distances"] == pytest.approx(local(*pair()).tolist(), abs=1e-6)
+
+
+def test_push_refuses_bad_input_before_any_upload(tmp_path):
+    card = make_model(tmp_path / "model", seed=4)
+    tensors = card.with_suffix(".safetensors")
+    tensors.write_bytes(tensors.read_bytes()[:-1] + b"\0")
+    with HubServer(token="secret") as server:
+        env = {**client_env(server.endpoint, tmp_path / "hf-cache"), "HF_TOKEN": "secret"}
+        for model, repo, message in [(card, "org/x", "sha256"), (tmp_path / "nope", "org/x", "unknown model"),
+                                     (card, "no-slash", "ORG/NAME")]:
+            result = _push(model, repo, env)
+            assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert server.requests() == []
