@@ -3,7 +3,9 @@
     python benchmarks/sweep.py --images /tmp/tin/val --runs /work/runs/resnet6-w025 ... --out benchmarks/sweep
 
 Appends to OUT/sweep.csv (resumable: rows already there are skipped) and draws
-OUT/proxy_vs_top1.png and OUT/proxy_vs_step.png (needs matplotlib).
+OUT/proxy_vs_top1.png and OUT/proxy_vs_step.png (needs matplotlib). With ``--watch S`` it
+keeps going beside a training run: every S seconds it scores the checkpoints written since
+(stop it with Ctrl-C; the CSV and plots are current after every checkpoint).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main() -> int:
     ap.add_argument("--triplets", type=int, default=2000)
     ap.add_argument("--mono-images", type=int, default=100)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--watch", type=float, default=0, metavar="S",
+                    help="after scoring, look for new checkpoints every S seconds until interrupted")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -46,10 +50,14 @@ def main() -> int:
         writer = csv.DictWriter(f, FIELDS)
         if not done:
             writer.writeheader()
-        for run in args.runs:
-            for rec in checkpoints(run):
-                if (run.name, rec["step"]) in done:
-                    continue
+        while True:
+            todo = [(run, rec) for run in args.runs for rec in checkpoints(run) if (run.name, rec["step"]) not in done]
+            if not todo and not args.watch:
+                break
+            if not todo:
+                time.sleep(args.watch)
+                continue
+            for run, rec in todo:
                 t0 = time.time()
                 with tempfile.TemporaryDirectory() as tmp:
                     export(run, rec["step"], "candidate", Path(tmp))
@@ -63,9 +71,12 @@ def main() -> int:
                                      "flips_3": f"{s['shift_flips']['3']:.5f}",
                                      "monotonicity": f"{s['monotonicity']:.5f}"})
                 f.flush()
+                done.add((run.name, rec["step"]))
                 best = max(scores.items(), key=lambda kv: kv[1]["2afc"])
                 print(f"{run.name} step {rec['step']} top-1 {100 * rec['val_top1']:.1f}%: best 2AFC "
                       f"{100 * best[1]['2afc']:.2f} ({best[0]}) [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
+                if args.watch:
+                    plot(table, args.out)
     plot(table, args.out)
     return 0
 

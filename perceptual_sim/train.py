@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -251,10 +252,16 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
                 tensors[f"optim.{i}.{key}"] = v
     tensors["rng"] = gen.get_state()
     name = f"step-{step:07d}"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"{name}.safetensors"))
+    # the tensors first, then the record, each renamed into place: a checkpoint whose record
+    # exists is complete (for resume after a crash, and for a sweep reading beside the run)
+    tmp = out / f".{name}.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, out / f"{name}.safetensors")
     record = {"step": step, "epoch": step / steps_per_epoch, "val_top1": top1, "val_loss": val_loss,
               "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+    tmp = out / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, out / f"{name}.json")
     with open(out / "log.csv", "a") as f:
         if f.tell() == 0:
             f.write("step,epoch,val_top1,val_loss,train_loss\n")
