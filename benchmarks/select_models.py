@@ -5,7 +5,7 @@ export it into ``weights/`` (card + safetensors), with its proxy scores in the c
         --pick resnet6-es=/work/runs/resnet6-w1 --pick resnet6-w025=/work/runs/resnet6-w025
 
 The criterion is the reference-judge 2AFC of the best mode; the card's default mode is that
-mode. Ties go to the earlier checkpoint.
+mode. Ties go to the earlier checkpoint. ``--pick NAME=RUN1,RUN2`` chooses across several runs.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ SUMMARIES = {
 }
 
 
-def best_checkpoint(rows: list[dict[str, str]]) -> tuple[int, str, dict[str, dict[str, float]]]:
-    """(step, best mode, {mode: scores}) of the checkpoint whose best mode has the highest 2AFC."""
-    by_step: dict[int, dict[str, dict[str, float]]] = defaultdict(dict)
+def best_checkpoint(rows: list[dict[str, str]]) -> tuple[str, int, str, dict[str, dict[str, float]]]:
+    """(run, step, best mode, {mode: scores}) of the checkpoint whose best mode has the highest 2AFC."""
+    by_step: dict[tuple[str, int], dict[str, dict[str, float]]] = defaultdict(dict)
     for r in rows:
-        by_step[int(r["step"])][r["mode"]] = {k: float(r[k]) for k in ("2afc", "flips_1", "flips_2", "flips_3",
-                                                                          "monotonicity")}
-    step = max(sorted(by_step), key=lambda s: max(v["2afc"] for v in by_step[s].values()))
-    modes = by_step[step]
-    return step, max(modes, key=lambda m: modes[m]["2afc"]), modes
+        by_step[r["run"], int(r["step"])][r["mode"]] = {
+            k: float(r[k]) for k in ("2afc", "flips_1", "flips_2", "flips_3", "monotonicity")}
+    key = max(sorted(by_step, key=lambda k: k[1]), key=lambda k: max(v["2afc"] for v in by_step[k].values()))
+    modes = by_step[key]
+    return key[0], key[1], max(modes, key=lambda m: modes[m]["2afc"]), modes
 
 
 def main() -> int:
@@ -46,13 +46,14 @@ def main() -> int:
     with open(args.sweep) as f:
         rows = list(csv.DictReader(f))
     for pick in args.pick:
-        name, _, run = pick.partition("=")
-        run_path = Path(run)
-        mine = [r for r in rows if r["run"] == run_path.name]
+        name, _, runs = pick.partition("=")
+        paths = {Path(run).name: Path(run) for run in runs.split(",")}
+        mine = [r for r in rows if r["run"] in paths]
         if not mine:
-            raise SystemExit(f"error: no rows for run {run_path.name} in {args.sweep}")
-        step, mode, scores = best_checkpoint(mine)
-        row = next(r for r in mine if int(r["step"]) == step)
+            raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.sweep}")
+        run, step, mode, scores = best_checkpoint(mine)
+        run_path = paths[run]
+        row = next(r for r in mine if r["run"] == run and int(r["step"]) == step)
         recipe = json.loads((run_path / "recipe.json").read_text())
         fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(row["epoch"]), "top1": 100 * float(row["val_top1"])}
         summary = SUMMARIES[recipe["arch"]].format(**fmt)
