@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .metric import PerceptualDistance
 
-DEFAULT_MODEL = "resnet6-w025"
+DEFAULT_MODEL = "resnet6-es"
 """The bundled model used when none is named."""
 
 _cache: dict[tuple, PerceptualDistance] = {}
