@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,11 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 
 from . import __version__
 from .backbones import build_backbone
-from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model, write_atomic
 
 IMAGE_SIZE = 64
 EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
@@ -254,14 +254,10 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
     name = f"step-{step:07d}"
     # the tensors first, then the record, each renamed into place: a checkpoint whose record
     # exists is complete (for resume after a crash, and for a sweep reading beside the run)
-    tmp = out / f".{name}.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, out / f"{name}.safetensors")
+    write_atomic(out / f"{name}.safetensors", save_tensors({k: v.contiguous() for k, v in tensors.items()}))
     record = {"step": step, "epoch": step / steps_per_epoch, "val_top1": top1, "val_loss": val_loss,
               "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    tmp = out / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, out / f"{name}.json")
+    write_atomic(out / f"{name}.json", json.dumps(record, indent=2).encode())
     with open(out / "log.csv", "a") as f:
         if f.tell() == 0:
             f.write("step,epoch,val_top1,val_loss,train_loss\n")

@@ -107,6 +107,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim"
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place: readers (and other
+    processes writing the same file) never see a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _is_repo_id(repo_id: str) -> bool:
+    """``ORG/NAME``: exactly one slash, both parts non-empty."""
+    return repo_id.count("/") == 1 and all(repo_id.split("/"))
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -177,7 +190,7 @@ def _resolve_hub(spec: str, cache_dir: str | os.PathLike[str] | None) -> tuple[M
     from the cache before :class:`WeightsError` is raised, so that the next load downloads both again.
     """
     repo_id, _, revision = spec.partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+    if not _is_repo_id(repo_id):
         raise ModelNotFoundError(f"Hub model must look like 'hf-hub:ORG/NAME[@REVISION]', got 'hf-hub:{spec}'")
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
@@ -258,7 +271,7 @@ def push_model(
     """
     from .metric import PerceptualDistance
 
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or "@" in repo_id:
+    if not _is_repo_id(repo_id) or "@" in repo_id:
         raise ValueError(f"the Hub repo must look like ORG/NAME, got {repo_id!r}")
     card, tensor_path = resolve(model)
     PerceptualDistance(card).load_weights(load_tensors(card, tensor_path))

@@ -18,8 +18,8 @@ every process gets all the results, in the order one process gives.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -34,7 +34,7 @@ from .. import __version__, distributed
 from ..distances import MODES, layer_terms
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
-from ..weights import cache_root
+from ..weights import cache_root, write_atomic
 from .bapps import two_afc_score
 from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
@@ -106,9 +106,9 @@ def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100
         folder.mkdir(parents=True, exist_ok=True)
         for n, t in zip(names, (ref, p0, p1, mono_ref, mono)):
             _save_npy(folder / f"{n}.npy", t)
-        _write_text(folder / "info.json", json.dumps({"images": str(images), "triplets": triplets,
-                                                      "mono_images": mono_images, "seed": seed,
-                                                      "data_version": DATA_VERSION}, indent=2))
+        write_atomic(folder / "info.json", json.dumps({"images": str(images), "triplets": triplets,
+                                                       "mono_images": mono_images, "seed": seed,
+                                                       "data_version": DATA_VERSION}, indent=2).encode())
     t = {n: torch.from_numpy(np.load(folder / f"{n}.npy", allow_pickle=False)) for n in names}
     judgments, judges = None, []
     if (folder / "judgments.npy").is_file():
@@ -119,16 +119,9 @@ def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100
 
 def _save_npy(path: Path, t: Tensor) -> None:
     """Write atomically (several processes may make the same deterministic file at once)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, t.numpy())
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.save(buffer, t.numpy())
+    write_atomic(path, buffer.getvalue())
 
 
 def _to_uint8(x: Tensor) -> Tensor:
@@ -298,7 +291,7 @@ def judge(data: ProxySet, judges: Sequence[tuple[str, ProxyMetric]], *, progress
     data.judgments = torch.stack(rows)
     data.judges = [name for name, _ in judges]
     _save_npy(data.folder / "judgments.npy", data.judgments)
-    _write_text(data.folder / "judges.json", json.dumps(data.judges))
+    write_atomic(data.folder / "judges.json", json.dumps(data.judges).encode())
     return data
 
 
