@@ -203,13 +203,7 @@ def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             status, headers, payload = (404, {}, b"") if cdn else server._upload(self.path, self.headers, data)
-            server._record("POST", self.path, status)
-            self.send_response(status)
-            for key, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._send(status, {"Content-Type": "application/json", **headers}, payload, body=True)
 
         def _reply(self, *, body: bool) -> None:
             if cdn:
@@ -219,6 +213,9 @@ def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     time.sleep(server.lfs_delay)
             else:
                 status, headers, payload = server._answer(self.path)
+            self._send(status, headers, payload, body=body)
+
+        def _send(self, status: int, headers: dict[str, str], payload: bytes, *, body: bool) -> None:
             server._record(self.command, ("cdn:" if cdn else "") + self.path, status)
             self.send_response(status)
             for key, value in headers.items():

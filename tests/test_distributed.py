@@ -1,4 +1,4 @@
-"""Scale-out: the launch environment, and ``dirs`` / ``eval bapps`` under torchrun (2 CPU processes, gloo)."""
+"""Scale-out: the launch environment, and ``dirs`` / ``eval bapps|proxy`` under torchrun (2 CPU processes, gloo)."""
 
 from __future__ import annotations
 
@@ -109,15 +109,20 @@ def test_dirs_under_torchrun_writes_what_one_process_writes(tiny_card, tmp_path,
     assert "rank 1" not in two.stderr
 
 
-def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, capsys):
-    root = make_bapps(tmp_path / "bapps")
-    common = ["eval", "bapps", "--root", root, "--model", tiny_card, "--batch-size", "2"]
+def _assert_eval_under_torchrun_matches_one_process(common: list, tmp_path: Path, capsys) -> None:
+    """``perceptual-sim COMMON --json F`` here and under torchrun (2 processes): same JSON, same stdout."""
     assert main([*map(str, common), "--json", str(tmp_path / "one.json")]) == 0
     one = capsys.readouterr()
     two = _torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
     assert two.returncode == 0, two.stderr
     assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
     assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
+
+
+def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, capsys):
+    root = make_bapps(tmp_path / "bapps")
+    common = ["eval", "bapps", "--root", root, "--model", tiny_card, "--batch-size", "2"]
+    _assert_eval_under_torchrun_matches_one_process(common, tmp_path, capsys)
 
 
 def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, monkeypatch, capsys):
@@ -131,9 +136,4 @@ def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tm
           [("L2", L2Metric()), ("SSIM", SSIMMetric())], progress=False)
     common = ["eval", "proxy", "--images", tmp_path / "imgs", "--triplets", "9", "--mono-images", "4",
               "--model", tiny_card, "--batch-size", "2"]  # 5 triplet batches dealt 3 + 2; 6 x 2 monotonicity jobs
-    assert main([*map(str, common), "--json", str(tmp_path / "one.json")]) == 0
-    one = capsys.readouterr()
-    two = _torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
-    assert two.returncode == 0, two.stderr
-    assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
-    assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
+    _assert_eval_under_torchrun_matches_one_process(common, tmp_path, capsys)
