@@ -81,7 +81,6 @@ def main() -> int:
     from perceptual_sim.convert import lpips_reference
 
     t_start = time.time()
-    data = judged_proxy_set(args.images, triplets=args.triplets, mono_images=args.mono_images)
     rows = []
     metrics = [("L2", L2Metric, False), ("SSIM", SSIMMetric, False)]
     lpips_rows = []
@@ -102,6 +101,9 @@ def main() -> int:
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         ap.error(f"unknown row(s) {unknown}; the rows are: {names}")
+    if args.only and not args.out.is_file():
+        ap.error(f"--only merges into an existing {args.out}; run all rows first (without --only)")
+    data = judged_proxy_set(args.images, triplets=args.triplets, mono_images=args.mono_images)
     command = "python " + " ".join(sys.argv)
     result = {"date": date.today().isoformat(), "version": __version__, "judges": data.judges,
               "triplets": len(data.ref), "mono_images": len(data.mono_ref), "images": str(args.images),
