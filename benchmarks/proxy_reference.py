@@ -32,7 +32,6 @@ from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.weights import ModelCard, list_models
 
 
-
 class EfficientNetLite0:
     """EfficientNet-Lite0 (ImageNet, ~75% top-1) tapped at the last block of each resolution,
     fed images upsampled to its native 224 x 224."""

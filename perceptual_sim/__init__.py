@@ -6,9 +6,9 @@
 
 __version__ = "0.1.0"
 
-from .api import DEFAULT_MODEL, clear_cache, distance, load  # noqa: E402
-from .metric import Features, PerceptualDistance  # noqa: E402
-from .weights import ModelCard, ModelNotFoundError, WeightsError, list_models  # noqa: E402
+from .api import DEFAULT_MODEL, clear_cache, distance, load
+from .metric import Features, PerceptualDistance
+from .weights import ModelCard, ModelNotFoundError, WeightsError, list_models
 
 __all__ = [
     "DEFAULT_MODEL",

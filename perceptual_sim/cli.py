@@ -23,9 +23,10 @@ import os
 import statistics
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import torch
 from PIL import Image
@@ -361,9 +362,9 @@ def _image_files(root: Path) -> dict[str, Path]:
     out = {}
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if path.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts):
-            if path.is_file():
-                out[rel.as_posix()] = path
+        hidden = any(part.startswith(".") for part in rel.parts)
+        if path.suffix.lower() in IMAGE_SUFFIXES and not hidden and path.is_file():
+            out[rel.as_posix()] = path
     return out
 
 

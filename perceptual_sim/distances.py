@@ -15,7 +15,7 @@ embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,7 @@ class PerceptualDistance(nn.Module):
         mode: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         **options: Any,
-    ) -> "PerceptualDistance":
+    ) -> PerceptualDistance:
         """Load a bundled name, a local path or ``hf-hub:ORG/NAME[@REV]`` (strict, sha256-checked).
 
         ``options`` are the constructor's keyword options (``precision``, ``batch_pixels``, ...).
@@ -119,7 +120,7 @@ class PerceptualDistance(nn.Module):
         if self.layer_weights is not None and any((w < 0).any() for w in self.layer_weights):
             raise WeightsError(f"model {self.card.name!r} has negative layer weights; they must be >= 0")
 
-    def train(self, mode: bool = True) -> "PerceptualDistance":
+    def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""
         return super().train(False)
 

@@ -143,7 +143,7 @@ def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
 
 def checkpoint_steps(steps_per_epoch: int, epochs: float) -> list[int]:
     """Dense early, sparse late: 8 per epoch in epoch 1, 4 in epochs 2-3, 1 per epoch to 10, then every 5."""
-    total = int(round(epochs * steps_per_epoch))
+    total = round(epochs * steps_per_epoch)
     marks: set[float] = {k / 8 for k in range(1, 9)} | {1 + k / 4 for k in range(1, 9)}
     marks |= set(range(4, 11)) | set(range(15, int(epochs) + 1, 5)) | {epochs}
     return sorted({min(total, max(1, round(m * steps_per_epoch))) for m in marks if m <= epochs})
@@ -195,7 +195,7 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         raise ValueError(f"optimizer must be sgd or adamw, got {recipe.optimizer!r}")
     n_train = len(data["train_x"])
     steps_per_epoch = n_train // recipe.batch_size
-    total = int(round(recipe.epochs * steps_per_epoch))
+    total = round(recipe.epochs * steps_per_epoch)
     marks = checkpoint_steps(steps_per_epoch, recipe.epochs)
     gen = torch.Generator().manual_seed(recipe.seed)
     step = 0

@@ -19,9 +19,10 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -73,7 +74,7 @@ class ModelCard:
             raise ValueError(f"card {self.name!r}: default_mode {self.default_mode!r} not in {MODES}")
 
     @classmethod
-    def from_json(cls, text: str, source: str = "card") -> "ModelCard":
+    def from_json(cls, text: str, source: str = "card") -> ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_model
 from PIL import Image
 
-from conftest import make_model
 from perceptual_sim import distance
 from perceptual_sim import weights as weights_module
 from perceptual_sim.cli import main
@@ -25,7 +25,7 @@ H, W = 32, 48
 def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m perceptual_sim.cli ARGS`` in a subprocess."""
     return subprocess.run([sys.executable, "-m", "perceptual_sim.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _save(path: Path, seed: int, size: tuple[int, int] = (H, W), mode: str = "RGB") -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_eval_bapps import make_bapps
 
 from perceptual_sim import distributed
 from perceptual_sim.cli import main
-from test_eval_bapps import make_bapps
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

@@ -9,7 +9,15 @@ from PIL import Image
 
 from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
 from perceptual_sim.evaluate.proxy import (
-    L2Metric, NetMetric, SSIMMetric, _decision, _spearman_rows, judge, make_proxy_set, score, ssim,
+    L2Metric,
+    NetMetric,
+    SSIMMetric,
+    _decision,
+    _spearman_rows,
+    judge,
+    make_proxy_set,
+    score,
+    ssim,
 )
 
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
+from conftest import make_model
 from safetensors.torch import load_file, save_file
 
-from conftest import make_model
 from perceptual_sim import ModelNotFoundError, PerceptualDistance, WeightsError
 from perceptual_sim.weights import sha256_file
 

@@ -6,7 +6,8 @@ and returns ``list[Tensor]`` of N x C_l x h_l x w_l maps from ``forward``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -33,4 +34,4 @@ def build_backbone(arch: str, args: dict[str, Any] | None = None) -> nn.Module:
         raise ValueError(f"bad arguments {args!r} for architecture {arch!r}: {exc}") from None
 
 
-__all__ = ["ARCHITECTURES", "build_backbone", "K22ResNet", "NarrowViT", "AlexNetTrunk", "VGG16Trunk"]
+__all__ = ["ARCHITECTURES", "AlexNetTrunk", "K22ResNet", "NarrowViT", "VGG16Trunk", "build_backbone"]

@@ -9,7 +9,8 @@ The tapped maps are the outputs of the four stages (16/8/4/2 px for a 64 px inpu
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet, downsample_conv

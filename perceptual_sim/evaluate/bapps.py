@@ -10,8 +10,9 @@ All scores are fractions in [0, 1]; the papers quote them x100.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

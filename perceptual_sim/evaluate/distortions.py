@@ -7,7 +7,7 @@ severity level 1..5 and a ``torch.Generator`` (so noise patterns are reproducibl
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

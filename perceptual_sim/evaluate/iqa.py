@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -230,8 +231,8 @@ def format_iqa(result: dict[str, Any]) -> str:
         return f"  {name:<16} {c['n']:6d} {' '.join(vals)}  ({note})"
 
     lines = [
-        f"model {result['model']} (sha256 {result['sha256'][:12]}), mode {result['mode']}; "
-        f"scores {result['scores']}, correlations of {result['quality']} (higher = better)",
+        (f"model {result['model']} (sha256 {result['sha256'][:12]}), mode {result['mode']}; "
+         f"scores {result['scores']}, correlations of {result['quality']} (higher = better)"),
         f"  {'type':<16} {'n':>6} {'SRCC':>7} {'KRCC':>7} {'PLCC':>7}",
         row("all", result["overall"]),
     ]

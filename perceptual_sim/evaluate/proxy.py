@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -276,8 +277,8 @@ def monotonicity(metric: ProxyMetric, data: ProxySet, *, batch: int = 100) -> di
         parts = [r for (k, _), r in zip(jobs, gathered) if k == ki]
         for mode in parts[0]:
             result.setdefault(mode, {})[kind] = float(_spearman_rows(torch.cat([p[mode] for p in parts])).mean())
-    for mode in result:
-        result[mode]["mean"] = float(np.mean([result[mode][k] for k in DISTORTIONS]))
+    for per_kind in result.values():
+        per_kind["mean"] = float(np.mean([per_kind[k] for k in DISTORTIONS]))
     return result
 
 
