@@ -137,6 +137,8 @@ BAD = {
     "sizes differ": bad(X, "x is (32, 32) but y is (48, 40) (H x W); pass resize=True", y=_img(2, 3, 48, 40)),
     "batches differ": bad(X, "x and y hold 2 and 3 images; pass equal batches", y=_img(3, 3, 32, 32)),
     "1x1": bad(_img(2, 3, 1, 1), "x is 1 x 1; model 'resnet' needs at least 16 x 16 pixels. Upsample"),
+    "0x0": bad(_img(2, 3, 0, 0), "x is 0 x 0; model 'resnet' needs at least 16 x 16 pixels"),
+    "0 wide": bad(_img(2, 3, 32, 0), "x is 32 x 0; model 'resnet' needs at least 16 x 16"),
     "15 rows": bad(_img(2, 3, 15, 64), "x is 15 x 64; model 'resnet' needs at least 16 x 16 pixels"),
     "empty, 8x8": bad(_img(0, 3, 8, 8), "x is 8 x 8; model 'resnet' needs at least 16 x 16"),
     "empty, 4 channels": bad(_img(0, 4, 32, 32), "x must have 3 colour channels, got 4"),
