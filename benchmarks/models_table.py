@@ -6,8 +6,10 @@ every bundled model (read from its card).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from speed import count_flops  # benchmarks/speed.py, beside this script
 
 from perceptual_sim import PerceptualDistance, list_models
 
@@ -15,9 +17,8 @@ from perceptual_sim import PerceptualDistance, list_models
 def gflops(model: PerceptualDistance, size: int) -> float:
     """GFLOPs (2 x multiply-adds) of one image pair at size x size, backbone and head."""
     x = torch.rand(1, 3, size, size)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(x, x.flip(3))
-    return counter.get_total_flops() / 1e9
+    with torch.inference_mode():
+        return count_flops(partial(model, x, x.flip(3))) / 1e9
 
 
 def main() -> int:

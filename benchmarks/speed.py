@@ -50,6 +50,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from perceptual_sim import __version__
@@ -171,8 +172,13 @@ def time_calls(fn: Callable[[], Any], sync: Callable[[], None], *, repeats: int,
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one call of ``fn`` as FlopCounterMode counts them."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one call of ``fn`` as FlopCounterMode counts them.
+
+    Attention runs on the math backend here: FlopCounterMode does not count the fused CPU
+    kernel of ``scaled_dot_product_attention`` (it would report 0 FLOPs for it), but it counts
+    the matmuls of the math path.
+    """
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
         fn()
     return counter.get_total_flops()
 
