@@ -2,13 +2,31 @@
 
 >>> from perceptual_sim import distance
 >>> d = distance(x, y)            # N x 3 x H x W in [0, 1] -> tensor [N]
+
+The public names are imported on first use, so that ``import perceptual_sim`` (and the
+command line's ``--version``, ``--help`` and ``list``) does not load torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .api import DEFAULT_MODEL, clear_cache, distance, load
-from .metric import Features, PerceptualDistance
-from .weights import ModelCard, ModelNotFoundError, WeightsError, list_models
+_EXPORTS = {
+    "DEFAULT_MODEL": "weights",
+    "Features": "metric",
+    "ModelCard": "weights",
+    "ModelNotFoundError": "weights",
+    "PerceptualDistance": "metric",
+    "WeightsError": "weights",
+    "clear_cache": "api",
+    "distance": "api",
+    "list_models": "weights",
+    "load": "api",
+    "load_image": "images",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -22,4 +40,24 @@ __all__ = [
     "distance",
     "list_models",
     "load",
+    "load_image",
 ]
+
+if TYPE_CHECKING:
+    from .api import clear_cache, distance, load
+    from .images import load_image
+    from .metric import Features, PerceptualDistance
+    from .weights import DEFAULT_MODEL, ModelCard, ModelNotFoundError, WeightsError, list_models
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perceptual_sim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

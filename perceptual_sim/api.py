@@ -8,10 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .distributed import parse_device
 from .metric import PerceptualDistance
-
-DEFAULT_MODEL = "resnet6-es"
-"""The bundled model used when none is named."""
+from .weights import DEFAULT_MODEL
 
 _cache: dict[tuple, PerceptualDistance] = {}
 _lock = threading.Lock()
@@ -21,16 +20,18 @@ def load(
     model: str | None = None,
     *,
     mode: str | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     **options: Any,
 ) -> PerceptualDistance:
     """A shared, frozen :class:`PerceptualDistance` for ``model`` on ``device`` (cached, thread-safe).
 
+    ``device="auto"`` is CUDA when available, else the CPU.
+
     ``options`` go to the constructor (``precision``, ``batch_pixels``, ``validate``, ``compile``).
     """
     name = model or DEFAULT_MODEL
-    device = torch.device(device)
+    device = parse_device(device) if isinstance(device, str) else torch.device(device)
     key = (name, mode, str(device), dtype, tuple(sorted(options.items())))
     with _lock:
         module = _cache.get(key)

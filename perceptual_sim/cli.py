@@ -1,11 +1,12 @@
 """The ``perceptual-sim`` command line: argument parsing and printing.
 
 ``perceptual-sim A B`` is short for ``perceptual-sim compare A B``: a first argument that
-is not a command is taken as an image. A command is registered in :data:`SUBCOMMANDS` by
-a function ``add_X_parser(subparsers) -> ArgumentParser`` that adds its parser and sets
-``func`` (a function of the parsed arguments returning the exit code) on each leaf
-parser; modules named as ``"module:function"`` are imported only when their command runs
-(or for ``--help``).
+is not a command is taken as an image. A command is registered in :data:`SUBCOMMANDS` with
+a one-line summary and a function ``add_X_parser(subparsers) -> ArgumentParser`` that adds
+its parser and sets ``func`` (a function of the parsed arguments returning the exit code)
+on each leaf parser; modules named as ``"module:function"`` are imported only when their
+command runs. Only the command that runs has its parser built, and torch is imported by the
+commands that need it: ``--version``, ``--help`` and ``list`` answer without it.
 
 Exit codes: 0 success, 1 a failure while working (an unreadable image, an unknown model,
 a pair that could not be scored), 2 a usage error found before any work. Errors are
@@ -26,28 +27,22 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import torch
-from PIL import Image
-from tqdm import tqdm
+from . import __version__
+from .weights import DEFAULT_MODEL, HUB_PREFIX, MODES, bundled_dir, cache_root, list_models
 
-from . import __version__, distributed
-from .api import DEFAULT_MODEL, load
-from .backbones import ARCHITECTURES
-from .distances import MODES
-from .images import IMAGE_SUFFIXES, MAX_PIXELS, DecodedImage, ImageError, decode_image, image_size, save_heatmap
-from .metric import PerceptualDistance
-from .train import Recipe, checkpoints, export, train
-from .weights import HUB_PREFIX, bundled_dir, cache_root, list_models, load_tensors, push_model, resolve
+if TYPE_CHECKING:
+    import torch
+
+    from .images import DecodedImage
+    from .metric import PerceptualDistance
 
 PIXEL_BUDGET = 1 << 24
 """``dirs`` batches hold at most this many pixels of A images (and of B images), so large images go fewer at a time."""
 
 _LISTED = 20  # unpaired or failed files listed on stderr before "... and N more"
 _TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
-_RECIPE = Recipe(data="")  # the training defaults shown in `train run --help`
-_TRAINABLE = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
 
 
 class UsageError(Exception):
@@ -65,8 +60,8 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Our own max_pixels limit replaces Pillow's warning for large images.
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Our own max_pixels limit replaces Pillow's DecompressionBombWarning for large images.
+    warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb", module="PIL")
     if argv and argv[0] not in SUBCOMMANDS and argv[0] not in _TOP_LEVEL_FLAGS:
         near = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.75)
         if near and not os.path.exists(argv[0]):
@@ -87,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(exc), 2, every_rank=False)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
-    except torch.cuda.OutOfMemoryError:
+    except _cuda_out_of_memory():
         return _error("out of GPU memory; lower --batch-size or use --device cpu", 1)
     except (ValueError, OSError, ImportError) as exc:  # ImageError, ModelNotFoundError, WeightsError, ...
         return _error(str(exc), 1)
@@ -103,8 +98,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name, register in SUBCOMMANDS.items():
-        if command in (None, name):
+    for name, (summary, register) in SUBCOMMANDS.items():
+        if command is None:  # the listing of `--help`; a command's own parser is built when it runs
+            subparsers.add_parser(name, help=summary)
+        elif command == name:
             _resolve(register)(subparsers)
     return parser
 
@@ -116,8 +113,16 @@ def _resolve(register: Callable[[Any], argparse.ArgumentParser] | str) -> Callab
     return getattr(importlib.import_module(module), function)
 
 
+def _cuda_out_of_memory() -> type[BaseException] | tuple[()]:
+    """torch's CUDA out-of-memory error, or nothing to catch when torch was never imported."""
+    torch = sys.modules.get("torch")
+    return torch.cuda.OutOfMemoryError if torch is not None else ()
+
+
 def _error(message: str, code: int, *, every_rank: bool = True) -> int:
     """Print ``error: message``; under torchrun other ranks than 0 name themselves, or stay quiet."""
+    from . import distributed
+
     if not distributed.is_main():
         if not every_rank:
             return code
@@ -173,10 +178,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"bundled name, path to a card .json or model folder, or hf-hub:ORG/NAME[@REV] "
                         f"(default {DEFAULT_MODEL})")
     p.add_argument("--mode", choices=MODES, default=None, help="distance (default: the model's)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--device", default="auto",
+                   help="torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ... (default auto)")
 
 
 def _add_image_options(p: argparse.ArgumentParser) -> None:
+    from .images import MAX_PIXELS
+
     p.add_argument("--resize", action="store_true",
                    help="resize B to A's size when they differ (bilinear, antialiased; this changes the score)")
     p.add_argument("--max-pixels", type=_positive_int, default=MAX_PIXELS,
@@ -184,6 +192,8 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str) -> torch.device:
+    from . import distributed
+
     try:
         return distributed.parse_device(name)
     except ValueError as exc:
@@ -218,8 +228,7 @@ def _pair_problem(a: Path, b: Path, size_a: tuple[int, int], size_b: tuple[int, 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``compare A B`` (also run as ``perceptual-sim A B``)."""
     p = subparsers.add_parser(
-        "compare", help="distance between two images (the default: `perceptual-sim A B`)",
-        description="Print the perceptual distance between images A and B.")
+        "compare", description="Print the perceptual distance between images A and B.")
     p.add_argument("a", type=Path, metavar="A", help="reference image")
     p.add_argument("b", type=Path, metavar="B", help="image compared with A")
     _add_model_options(p)
@@ -243,6 +252,11 @@ def _run_compare(args: argparse.Namespace) -> int:
             raise UsageError(f"--map {args.map}: the heat map is a PNG; give a file name ending in .png")
         _check_output(args.map, args.force, "--map")
         mode = "spatial"
+    import torch
+
+    from .api import load
+    from .images import decode_image, save_heatmap
+
     model = load(args.model, mode=mode, device=_device(args.device))
     if args.map is not None and model.card.default_mode != "spatial" and args.mode is None:
         _note(f"--map uses the spatial mode (model {model.card.name} defaults to {model.card.default_mode})")
@@ -291,9 +305,10 @@ class _Row:
 
 def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dirs DIR_A DIR_B``."""
+    from .images import IMAGE_SUFFIXES
+
     p = subparsers.add_parser(
-        "dirs", help="distances between same-named images of two folders",
-        description="Score every image of DIR_A against the image at the same relative path in DIR_B "
+        "dirs", description="Score every image of DIR_A against the image at the same relative path in DIR_B "
                     f"(searched recursively; {', '.join(IMAGE_SUFFIXES)}). Prints a summary; files that fail are "
                     "reported and skipped (exit code 1). Runs unchanged under torchrun: each process scores a share "
                     "of the batches and rank 0 writes the results.")
@@ -313,6 +328,9 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_dirs(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .api import load
+
     for folder in (args.dir_a, args.dir_b):
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder")
@@ -359,6 +377,8 @@ def _run_dirs(args: argparse.Namespace) -> int:
 
 def _image_files(root: Path) -> dict[str, Path]:
     """Image files under ``root`` (recursive, hidden names skipped), keyed by relative POSIX path."""
+    from .images import IMAGE_SUFFIXES
+
     out = {}
     for path in root.rglob("*"):
         rel = path.relative_to(root)
@@ -369,6 +389,8 @@ def _image_files(root: Path) -> dict[str, Path]:
 
 
 def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> None:
+    from . import distributed
+
     if not items or not distributed.is_main():
         return
     print(f"{prefix}: {title} ({len(items)}):", file=sys.stderr)
@@ -385,6 +407,12 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
     batches whose images are decoded only when the batch is scored. In a
     :func:`distributed.session` each process scores a share of the batches.
     """
+    import torch
+    from tqdm import tqdm
+
+    from . import distributed
+    from .images import ImageError, image_size
+
     groups: dict[tuple[tuple[int, int], tuple[int, int]], list[_Row]] = {}
     for row in rows:
         try:
@@ -419,6 +447,10 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
 def _score_batch(model: PerceptualDistance, rows: list[_Row], *, resize: bool, max_pixels: int,
                  grey: list[Path]) -> None:
     """Decode, check and score ``rows``, batching pairs of equal decoded sizes."""
+    import torch
+
+    from .images import ImageError, decode_image
+
     batches: dict[tuple[torch.Size, torch.Size], list[tuple[_Row, DecodedImage, DecodedImage]]] = {}
     for row in rows:
         try:
@@ -462,8 +494,7 @@ def _print_summary(summary: dict[str, Any], info: dict[str, str]) -> None:
 # ----------------------------------------------------------------------------- list, download
 def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``list``."""
-    p = subparsers.add_parser("list", help="the models bundled with the package",
-                              description="List the bundled models and where they are.")
+    p = subparsers.add_parser("list", description="List the bundled models and where they are.")
     p.set_defaults(func=_run_list)
     return p
 
@@ -484,8 +515,7 @@ def _run_list(args: argparse.Namespace) -> int:
 def add_download_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``download NAME``."""
     p = subparsers.add_parser(
-        "download", help="fetch and verify a model (prefetch a Hub model for offline use)",
-        description="Resolve a model, check its sha256 and load it strictly; a hf-hub: model is stored in the "
+        "download", description="Resolve a model, check its sha256 and load it strictly; a hf-hub: model is stored in the "
                     "Hugging Face cache, so that later runs work offline (HF_HUB_OFFLINE=1).")
     p.add_argument("name", metavar="NAME", help="bundled name, local path, or hf-hub:ORG/NAME[@REV]")
     p.set_defaults(func=_run_download)
@@ -493,6 +523,9 @@ def add_download_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_download(args: argparse.Namespace) -> int:
+    from .metric import PerceptualDistance
+    from .weights import load_tensors, resolve
+
     card, path = resolve(args.name)
     PerceptualDistance(card).load_weights(load_tensors(card, path))
     print(f"{card.name}: weights verified (sha256 {card.sha256}) at {path}")
@@ -504,8 +537,7 @@ def _run_download(args: argparse.Namespace) -> int:
 def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``push MODEL ORG/NAME``."""
     p = subparsers.add_parser(
-        "push", help="upload a model (card + safetensors) to a Hugging Face Hub repo",
-        description="Check a model's weights, then upload card.json, model.safetensors and a README to the Hub "
+        "push", description="Check a model's weights, then upload card.json, model.safetensors and a README to the Hub "
                     "repo ORG/NAME (created if missing). Uses huggingface_hub's token: HF_TOKEN or "
                     "`hf auth login`; tokens are never taken on the command line.")
     p.add_argument("model", metavar="MODEL", help="bundled name, card NAME.json, or a folder with card.json + model.safetensors")
@@ -518,6 +550,8 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_push(args: argparse.Namespace) -> int:
+    from .weights import push_model
+
     commit = push_model(args.model, args.repo_id, revision=args.revision, private=args.private, message=args.message)
     print(f"pushed {args.model} to {args.repo_id} (commit {commit})")
     print(f"load it with: --model hf-hub:{args.repo_id}@{commit}")
@@ -527,8 +561,12 @@ def _run_push(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``train run``, ``train export`` and ``train list``."""
-    t = subparsers.add_parser("train", help="train a backbone at 64 x 64; list and export its checkpoints",
-                              description="Train classifiers that become metrics (see perceptual_sim.train).")
+    from .backbones import ARCHITECTURES
+    from .train import Recipe
+
+    defaults = Recipe(data="")  # the training defaults shown in `train run --help`
+    trainable = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
+    t = subparsers.add_parser("train", description="Train classifiers that become metrics (see perceptual_sim.train).")
     sub = t.add_subparsers(title="commands", metavar="{run,export,list}", required=True)
 
     r = sub.add_parser("run", help="train, or resume, a run",
@@ -536,24 +574,27 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    "checkpoints early on. Re-run the same command to resume.")
     r.add_argument("--data", type=Path, required=True, help="folder holding train/ and val/ class folders")
     r.add_argument("--out", type=Path, required=True, help="the run's folder (checkpoints, log.csv)")
-    r.add_argument("--arch", choices=_TRAINABLE, default=_RECIPE.arch,
-                   help=f"backbone architecture (default {_RECIPE.arch})")
+    r.add_argument("--arch", choices=trainable, default=defaults.arch,
+                   help=f"backbone architecture (default {defaults.arch})")
     r.add_argument("--arch-args", type=_json_object, default={}, metavar="JSON",
                    help='architecture arguments, e.g. \'{"width": 0.5}\'')
-    r.add_argument("--epochs", type=_positive_float, default=_RECIPE.epochs, help=f"default {_RECIPE.epochs:g}")
-    r.add_argument("--batch-size", type=_positive_int, default=_RECIPE.batch_size,
-                   help=f"default {_RECIPE.batch_size}")
-    r.add_argument("--lr", type=_positive_float, default=_RECIPE.lr,
-                   help=f"peak learning rate (default {_RECIPE.lr:g})")
-    r.add_argument("--weight-decay", type=_non_negative_float, default=_RECIPE.weight_decay,
-                   help=f"default {_RECIPE.weight_decay:g}")
-    r.add_argument("--warmup-epochs", type=_non_negative_float, default=_RECIPE.warmup_epochs,
-                   help=f"linear warm-up (default {_RECIPE.warmup_epochs:g})")
-    r.add_argument("--schedule", choices=("cosine", "step"), default=_RECIPE.schedule,
-                   help=f"decay after warm-up (default {_RECIPE.schedule})")
-    r.add_argument("--optimizer", choices=("sgd", "adamw"), default=_RECIPE.optimizer,
-                   help=f"default {_RECIPE.optimizer}")
-    r.add_argument("--seed", type=int, default=_RECIPE.seed, help=f"default {_RECIPE.seed}")
+    r.add_argument("--epochs", type=_positive_float, default=defaults.epochs, help=f"default {defaults.epochs:g}")
+    r.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+                   help=f"default {defaults.batch_size}")
+    r.add_argument("--lr", type=_positive_float, default=defaults.lr,
+                   help=f"peak learning rate (default {defaults.lr:g})")
+    r.add_argument("--weight-decay", type=_non_negative_float, default=defaults.weight_decay,
+                   help=f"default {defaults.weight_decay:g}")
+    r.add_argument("--warmup-epochs", type=_non_negative_float, default=defaults.warmup_epochs,
+                   help=f"linear warm-up (default {defaults.warmup_epochs:g})")
+    r.add_argument("--schedule", choices=("cosine", "step"), default=defaults.schedule,
+                   help=f"decay after warm-up (default {defaults.schedule})")
+    r.add_argument("--optimizer", choices=("sgd", "adamw"), default=defaults.optimizer,
+                   help=f"default {defaults.optimizer}")
+    r.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    r.add_argument("--photometric", type=_non_negative_float, default=defaults.photometric,
+                   help="strength of random global photometric augmentation (gamma, saturation, colour balance, "
+                        f"contrast, brightness); 0 = crop and flip only, 1 = the standard ranges (default {defaults.photometric:g})")
     r.add_argument("--cache", type=Path, default=None,
                    help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
     r.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -581,10 +622,13 @@ def _run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--data {args.data} is not a folder")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a folder")
+    from .train import Recipe, train
+
     recipe = Recipe(
         data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        schedule=args.schedule, seed=args.seed, optimizer=args.optimizer)
+        schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
+        photometric=args.photometric)
     cache = args.cache or cache_root() / "datasets"
     try:
         out = train(recipe, args.out, cache=cache, threads=args.threads)
@@ -602,6 +646,8 @@ def _check_run(run: Path) -> None:
 
 def _run_train_export(args: argparse.Namespace) -> int:
     _check_run(args.run)
+    from .train import export
+
     card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, summary=args.summary,
                   overwrite=args.force)
     path = args.dest if args.dest.suffix == ".json" else args.dest / f"{args.name}.json"
@@ -612,6 +658,8 @@ def _run_train_export(args: argparse.Namespace) -> int:
 
 def _run_train_list(args: argparse.Namespace) -> int:
     _check_run(args.run)
+    from .train import checkpoints
+
     records = checkpoints(args.run)
     if not records:
         print(f"no checkpoints in {args.run} yet")
@@ -623,16 +671,19 @@ def _run_train_list(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable[[Any], argparse.ArgumentParser] | str] = {
-    "compare": add_compare_parser,
-    "dirs": add_dirs_parser,
-    "list": add_list_parser,
-    "download": add_download_parser,
-    "push": add_push_parser,
-    "train": add_train_parser,
-    "eval": "perceptual_sim.evaluate:add_eval_parser",
+SUBCOMMANDS: dict[str, tuple[str, Callable[[Any], argparse.ArgumentParser] | str]] = {
+    "compare": ("distance between two images (the default: `perceptual-sim A B`)", add_compare_parser),
+    "dirs": ("distances between same-named images of two folders", add_dirs_parser),
+    "list": ("the models bundled with the package, and those `download` fetches", add_list_parser),
+    "download": ("fetch and verify a model (an LPIPS reference, or a Hub model for offline use)",
+                 add_download_parser),
+    "push": ("upload a model (card + safetensors) to a Hugging Face Hub repo", add_push_parser),
+    "train": ("train a backbone at 64 x 64; list and export its checkpoints", add_train_parser),
+    "eval": ("score a model on a benchmark (BAPPS, IQA lists, offline proxies)",
+             "perceptual_sim.evaluate:add_eval_parser"),
 }
-"""Command name -> its ``add_X_parser`` function, or ``"module:function"`` to import it only when needed."""
+"""Command name -> (summary for ``--help``, its ``add_X_parser`` function or ``"module:function"`` to import it
+only when the command runs)."""
 
 
 if __name__ == "__main__":

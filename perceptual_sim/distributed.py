@@ -18,10 +18,10 @@ import contextvars
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
-import torch.distributed as dist
+if TYPE_CHECKING:  # torch is imported on use: asking for the rank outside a session does not load it
+    import torch
 
 T = TypeVar("T")
 
@@ -38,7 +38,12 @@ class Launch:
 
 
 def parse_device(name: str) -> torch.device:
-    """A torch device from its name; ValueError when it is not one or CUDA is missing."""
+    """A torch device from its name (``auto``: CUDA when available, else CPU); ValueError when it is
+    not one or CUDA is missing."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -67,6 +72,8 @@ def launch() -> Launch:
 def rank() -> int:
     """This process's rank: in the :func:`session`'s group, else from ``RANK`` (0 when unset or unreadable)."""
     if _in_group():
+        import torch.distributed as dist
+
         return dist.get_rank()
     try:
         return int(os.environ.get("RANK", "0"))
@@ -87,6 +94,9 @@ def session(device: torch.device) -> Iterator[torch.device]:
     (NCCL for a CUDA device, else gloo) unless one exists, and destroys it on leaving if it
     made it. A ``cuda`` device without an index becomes ``cuda:LOCAL_RANK``.
     """
+    import torch
+    import torch.distributed as dist
+
     env = launch()
     if env.world_size > 1 and device.type == "cuda" and device.index is None:
         device = torch.device("cuda", env.local_rank)
@@ -111,6 +121,8 @@ def shard(items: Sequence[T]) -> list[T]:
     """This process's share of ``items`` in a :func:`session`: every world-size-th item from its rank."""
     if not _in_group():
         return list(items)
+    import torch.distributed as dist
+
     return list(items[dist.get_rank() :: dist.get_world_size()])
 
 
@@ -118,6 +130,8 @@ def gather(share: Sequence[T]) -> list[T]:
     """Every process's share (from :func:`shard`) back in the original order, on every process."""
     if not _in_group():
         return list(share)
+    import torch.distributed as dist
+
     world = dist.get_world_size()
     parts: list[list[T]] = [[] for _ in range(world)]
     dist.all_gather_object(parts, list(share))
@@ -129,4 +143,8 @@ def gather(share: Sequence[T]) -> list[T]:
 
 def _in_group() -> bool:
     """Inside a :func:`session` with an initialised process group of several processes."""
-    return _sharding.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if not _sharding.get():
+        return False
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

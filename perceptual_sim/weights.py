@@ -22,12 +22,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written, not to list models
+    import torch
 
 CARD_FILE = "card.json"
 TENSOR_FILE = "model.safetensors"
@@ -35,6 +35,8 @@ HUB_PREFIX = "hf-hub:"
 MODES = ("spatial", "style", "meanpool")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_MODEL = "resnet6-es"
+"""The bundled model used when none is named."""
 
 
 class ModelNotFoundError(ValueError):
@@ -359,6 +361,8 @@ def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing")
     _check_sha256(card, path)
+    from safetensors.torch import load_file
+
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
@@ -388,6 +392,8 @@ def save_model(
     for p in (card_path, tensor_path):
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} exists; choose another name or pass overwrite=True (--force)")
+    from safetensors.torch import save_file
+
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tensor_path))
     umask = os.umask(0)
     os.umask(umask)

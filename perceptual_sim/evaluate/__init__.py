@@ -67,7 +67,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     px.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
     px.add_argument("--model", default=None, help="bundled name, local path or hf-hub:ORG/NAME[@REV] (default: the default model)")
     px.add_argument("--batch-size", type=int, default=250, help="images per forward pass (default 250)")
-    px.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    px.add_argument("--device", default="auto", help="torch device, e.g. cpu or cuda (default auto: CUDA when available)")
     px.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     px.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     px.set_defaults(func=_run_proxy)
@@ -78,7 +78,7 @@ def _common_args(p: argparse.ArgumentParser, *, batch_size: int, unit: str) -> N
     p.add_argument("--model", default=None, help="bundled name, local path or hf-hub:ORG/NAME[@REV] (default: the default model)")
     p.add_argument("--mode", choices=MODES, default=None, help="distance mode (default: the model's)")
     p.add_argument("--batch-size", type=int, default=batch_size, help=f"{unit} per forward pass (default {batch_size})")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    p.add_argument("--device", default="auto", help="torch device, e.g. cpu or cuda (default auto: CUDA when available)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON to this file")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
 
