@@ -35,11 +35,26 @@ def unit_normalize(f: Tensor, dim: int = 1, eps: float = EPS) -> Tensor:
     return f * torch.rsqrt(f.pow(2).sum(dim, keepdim=True) + eps)
 
 
-def gram(f: Tensor) -> Tensor:
-    """N x C x C channel cross-correlation of the unit-normalised map, divided by h*w."""
+def gram_sum(f: Tensor) -> Tensor:
+    """N x C x C sum over positions of ``ŷ ŷᵀ`` (the unit-normalised map's outer products)."""
     n, c, h, w = f.shape
     flat = unit_normalize(f).reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+    return torch.bmm(flat, flat.transpose(1, 2))
+
+
+def gram(f: Tensor) -> Tensor:
+    """N x C x C channel cross-correlation of the unit-normalised map, divided by h*w."""
+    return gram_sum(f) / (f.shape[2] * f.shape[3])
+
+
+def style_term(ga: Tensor, gb: Tensor) -> Tensor:
+    """``||Ga - Gb||_F² / C²`` for N x C x C Gram matrices."""
+    return (ga - gb).pow(2).sum((1, 2)) / ga.shape[1] ** 2
+
+
+def meanpool_term(ma: Tensor, mb: Tensor) -> Tensor:
+    """``||norm(ma) - norm(mb)||² / C`` for N x C spatial means of raw features."""
+    return (unit_normalize(ma) - unit_normalize(mb)).pow(2).sum(1) / ma.shape[1]
 
 
 def spatial_maps(fa: Sequence[Tensor], fb: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> list[Tensor]:
@@ -58,12 +73,9 @@ def layer_terms(mode: str, fa: Sequence[Tensor], fb: Sequence[Tensor], weights: 
     if mode == "spatial":
         terms = [m.mean((1, 2, 3)) for m in spatial_maps(fa, fb, weights)]
     elif mode == "style":
-        terms = [(gram(a) - gram(b)).pow(2).sum((1, 2)) / a.shape[1] ** 2 for a, b in zip(fa, fb)]
+        terms = [style_term(gram(a), gram(b)) for a, b in zip(fa, fb)]
     elif mode == "meanpool":
-        terms = [
-            (unit_normalize(a.float().mean((2, 3))) - unit_normalize(b.float().mean((2, 3)))).pow(2).sum(1) / a.shape[1]
-            for a, b in zip(fa, fb)
-        ]
+        terms = [meanpool_term(a.float().mean((2, 3)), b.float().mean((2, 3))) for a, b in zip(fa, fb)]
     else:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return torch.stack(terms, 1)

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import build_backbone
-from .distances import MODES, embedding, layer_terms, spatial_maps, squared_cdist
-from .weights import ModelCard, WeightsError, load_tensors, resolve
+from .archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
+from .backbones import Tiling, build_backbone
+from .distances import (
+    MODES,
+    embedding,
+    gram_sum,
+    layer_terms,
+    meanpool_term,
+    spatial_maps,
+    squared_cdist,
+    style_term,
+)
+from .weights import HUB_PREFIX, ModelCard, WeightsError, evict_hub_model, load_tensors, resolve
 
 RANGE_TOLERANCE = 1e-3
 """Values at most this far outside the input range (floating-point noise) are clamped."""
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 PRECISIONS = {"auto": None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+REDUCTIONS = ("none", "mean", "sum")
+OUT_OF_RANGE = ("error", "clamp")
 
 
 @dataclass
@@ -53,6 +67,13 @@ class PerceptualDistance(nn.Module):
             host-device sync per call on GPU; shapes, dtypes and devices are still checked.
         compile: run the backbone through ``torch.compile``; default: the environment
             variable ``PERCEPTUAL_SIM_COMPILE=1``.
+        max_model_bytes: refuse, before building it, a card whose architecture arguments ask for
+            more memory than this (float32 parameters plus the activations of one 256 x 256
+            image, estimated from the arguments; default 4 GiB). Raise it for a card you trust.
+
+    A pair larger than ``batch_pixels`` is evaluated in tiles with a halo covering the
+    backbone's receptive field (not ViTs: their attention is global), so peak memory follows
+    ``batch_pixels`` while the distance equals the untiled one to float tolerance.
     """
 
     def __init__(
@@ -64,6 +85,7 @@ class PerceptualDistance(nn.Module):
         batch_pixels: int | None = None,
         validate: bool = True,
         compile: bool | None = None,
+        max_model_bytes: int = MAX_MODEL_BYTES,
     ) -> None:
         super().__init__()
         mode = mode or card.default_mode
@@ -73,11 +95,21 @@ class PerceptualDistance(nn.Module):
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if batch_pixels is not None and batch_pixels < 1:
             raise ValueError(f"batch_pixels must be positive, got {batch_pixels}")
+        need, params, acts = estimate(card.arch, check_arch_args(card.arch, card.arch_args))
+        if need > max_model_bytes:
+            raise ValueError(
+                f"model {card.name!r} would need about {need / 2**30:.3g} GiB ({params:,} parameters and "
+                f"{acts:,} activations for one {ESTIMATE_SIZE} x {ESTIMATE_SIZE} image, float32), more than "
+                f"max_model_bytes={max_model_bytes:,}: its card's arch_args {card.arch_args} ask for that. "
+                "If you trust the card, pass a larger max_model_bytes (--max-model-bytes on the command line)."
+            )
         self.card = card
         self.mode = mode
         self.precision = precision
         self.batch_pixels = batch_pixels
         self.validate = validate
+        self.weights_path: Path | None = None
+        """The tensor file :meth:`from_pretrained` loaded (None for a module built from a card)."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
         if compile is None:
             compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
@@ -105,20 +137,41 @@ class PerceptualDistance(nn.Module):
         """Load a bundled name, a local path or ``hf-hub:ORG/NAME[@REV]`` (strict, sha256-checked).
 
         ``options`` are the constructor's keyword options (``precision``, ``batch_pixels``, ...).
+        Hub files that fail a check are removed from the Hugging Face cache.
         """
         card, path = resolve(model, cache_dir=cache_dir)
         module = cls(card, mode=mode, **options)
-        module.load_weights(load_tensors(card, path))
+        try:
+            module.load_weights(load_tensors(card, path), source=str(path))
+        except WeightsError as exc:
+            if model.startswith(HUB_PREFIX):
+                raise evict_hub_model(model, path, exc) from None
+            raise
+        module.weights_path = path
         return module
 
-    def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        """Load a state dict strictly: every tensor present, none extra, shapes equal."""
+    def load_weights(self, tensors: dict[str, Tensor], source: str = "weights") -> None:
+        """Load a state dict strictly: every tensor present, none extra, shapes equal, float
+        tensors finite and of a float dtype, others of the module's dtype. ``source`` names the
+        tensors' file in errors."""
+        expected = self.state_dict()
+        for key, t in tensors.items():
+            want = expected.get(key)
+            if want is None:
+                continue  # load_state_dict names it
+            if t.dtype not in FLOAT_DTYPES if want.is_floating_point() else t.dtype != want.dtype:
+                kind = "a float dtype (float32, float16, bfloat16 or float64)" if want.is_floating_point() else want.dtype
+                raise WeightsError(f"{source}: tensor {key!r} has dtype {t.dtype}, expected {kind}. "
+                                   "The file is damaged or not written for this card; re-download or re-export it.")
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise WeightsError(f"{source}: tensor {key!r} holds NaN or infinite values; a model's weights "
+                                   "must be finite. Re-download the model or export another checkpoint.")
         try:
             self.load_state_dict(tensors, strict=True)
         except RuntimeError as exc:
-            raise WeightsError(f"weights do not fit model {self.card.name!r}: {exc}") from None
+            raise WeightsError(f"{source}: weights do not fit model {self.card.name!r}: {exc}") from None
         if self.layer_weights is not None and any((w < 0).any() for w in self.layer_weights):
-            raise WeightsError(f"model {self.card.name!r} has negative layer weights; they must be >= 0")
+            raise WeightsError(f"{source}: model {self.card.name!r} has negative layer weights; they must be >= 0")
 
     def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""
@@ -132,8 +185,20 @@ class PerceptualDistance(nn.Module):
         input_range: tuple[float, float] = (0.0, 1.0),
         grey: bool = False,
         name: str = "x",
+        out_of_range: str = "error",
     ) -> Tensor:
         """Check an N x 3 x H x W batch and map it to the backbone's normalised input."""
+        return self._normalise(*self._check(x, input_range=input_range, grey=grey, name=name,
+                                            out_of_range=out_of_range))
+
+    def _check(
+        self, x: Tensor, *, input_range: tuple[float, float], grey: bool, name: str, out_of_range: str
+    ) -> tuple[Tensor, float, float]:
+        """``x`` checked (grey replicated as a view), and the range ``(lo, hi)`` its values are in.
+
+        Values outside the range raise unless ``out_of_range="clamp"``; NaN and Inf always raise
+        (both checks only with ``validate``).
+        """
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
@@ -159,21 +224,32 @@ class PerceptualDistance(nn.Module):
         lo, hi = float(input_range[0]), float(input_range[1])
         if not lo < hi:
             raise ValueError(f"input_range must be (low, high) with low < high, got {input_range}")
+        if out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE}, got {out_of_range!r}")
         if x.dtype == torch.uint8:
-            x = x.float() / 255
-            lo, hi = 0.0, 1.0
-        elif x.dtype not in FLOAT_DTYPES:
+            return x, 0.0, 255.0
+        if x.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{name} has dtype {x.dtype}; use a float tensor in {input_range} or uint8 in [0, 255]")
         if n and self.validate:
-            if not torch.isfinite(x).all():
+            vmin, vmax = (float(v) for v in torch.aminmax(x.detach()))  # NaN propagates to both
+            if not (math.isfinite(vmin) and math.isfinite(vmax)):
                 raise ValueError(f"{name} contains NaN or Inf values; the distance of such images is undefined")
-            vmin, vmax = (float(v) for v in torch.aminmax(x.detach()))
             tol = RANGE_TOLERANCE * (hi - lo)
-            if vmin < lo - tol or vmax > hi + tol:
+            if out_of_range == "error" and (vmin < lo - tol or vmax > hi + tol):
                 raise ValueError(_range_message(name, vmin, vmax, lo, hi))
-        x = ((x.to(self.input_mean.dtype) if x.dtype == torch.float64 else x) - lo) / (hi - lo)
-        x = x.clamp(0, 1)
+        return x, lo, hi
+
+    def _normalise(self, x: Tensor, lo: float, hi: float) -> Tensor:
+        """Map values in [lo, hi] to the backbone's input: clamped to the range (gradients pass
+        the clamp unchanged), then normalised with the card's mean and std."""
+        if x.dtype in (torch.uint8, torch.float64):
+            x = x.to(self.input_mean.dtype)
+        x = (x - lo) / (hi - lo)
+        x = _StraightThroughClamp.apply(x) if x.requires_grad else x.clamp(0, 1)
         return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+
+    def _budget(self, device: torch.device) -> int:
+        return self.batch_pixels or (1 << 18 if device.type == "cpu" else 1 << 24)
 
     def _backbone(self, x: Tensor, group: int = 1) -> list[Tensor]:
         """Tapped maps of a normalised batch, in chunks of at most ``batch_pixels`` pixels.
@@ -190,8 +266,7 @@ class PerceptualDistance(nn.Module):
             ctx = contextlib.nullcontext()
             x = x.to(param_dtype)
         x = x.contiguous(memory_format=torch.channels_last)
-        budget = self.batch_pixels or (1 << 18 if x.device.type == "cpu" else 1 << 24)
-        step = max(1, budget // (x.shape[2] * x.shape[3]) // group) * group
+        step = max(1, self._budget(x.device) // (x.shape[2] * x.shape[3]) // group) * group
         with ctx:
             chunks = [list(self.backbone(x[i : i + step])) for i in range(0, x.shape[0], step)]
         if len(chunks) == 1:
@@ -210,6 +285,8 @@ class PerceptualDistance(nn.Module):
         input_range: tuple[float, float] = (0.0, 1.0),
         grey: bool = False,
         resize: bool = False,
+        reduction: str = "none",
+        out_of_range: str = "error",
     ) -> Tensor:
         """Distance between matching images of ``x`` and ``y``.
 
@@ -221,9 +298,15 @@ class PerceptualDistance(nn.Module):
             input_range: the value range of float inputs, e.g. ``(-1, 1)`` as in lpips.
             grey: accept 1-channel images (replicated to 3 channels).
             resize: resize ``y`` to ``x``'s size (bilinear, antialiased) when sizes differ.
+            reduction: ``none`` (the N distances), ``mean`` or ``sum`` (a scalar, e.g. a loss).
+            out_of_range: ``error`` (evaluation: values outside the range raise) or ``clamp``
+                (optimisation: they are clamped, and gradients pass the clamp unchanged).
 
         Returns:
-            A float32 tensor of shape [N] (or the map / per-layer terms).
+            A float32 tensor of shape [N] (or the map / per-layer terms, or a scalar).
+
+        Raises:
+            ValueError: bad inputs, or (with ``validate``) a distance that is NaN or infinite.
         """
         mode = mode or self.mode
         if mode not in MODES:
@@ -232,6 +315,11 @@ class PerceptualDistance(nn.Module):
             raise ValueError(f"spatial=True gives a map only in spatial mode, not {mode!r}")
         if spatial and per_layer:
             raise ValueError("choose spatial=True or per_layer=True, not both")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if reduction != "none" and (spatial or per_layer):
+            raise ValueError("reduction applies to the N distances; with spatial=True or per_layer=True "
+                             "reduce the output yourself")
         if isinstance(x, Tensor) and isinstance(y, Tensor) and x.dim() == 4 and y.dim() == 4:
             if x.shape[0] != y.shape[0]:
                 raise ValueError(f"x and y hold {x.shape[0]} and {y.shape[0]} images; pass equal batches")
@@ -242,24 +330,95 @@ class PerceptualDistance(nn.Module):
                         "resize y to x (this changes the score), or crop/resize them yourself"
                     )
                 y = _resize(y, (x.shape[2], x.shape[3]))
-        xa = self.prepare(x, input_range=input_range, grey=grey, name="x")
-        yb = self.prepare(y, input_range=input_range, grey=grey, name="y")
-        n = xa.shape[0]
+        options = {"input_range": input_range, "grey": grey, "out_of_range": out_of_range}
+        xc, lo, hi = self._check(x, name="x", **options)
+        yc, lo_y, hi_y = self._check(y, name="y", **options)
+        n, _, h, w = xc.shape
         if n == 0:
-            h, w = xa.shape[2:]
+            if reduction == "mean":
+                raise ValueError("reduction='mean' of an empty batch is undefined; pass at least one pair")
             shape = (0, 1, h, w) if spatial else (0, len(self.backbone.channels)) if per_layer else (0,)
-            return xa.new_zeros(shape, dtype=torch.float32)
-        # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
-        feats = self._backbone(torch.stack([xa, yb], 1).flatten(0, 1), group=2)
-        fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
-        with torch.autocast(xa.device.type, enabled=False):
-            weights = list(self.layer_weights) if self.layer_weights is not None else None
-            terms = layer_terms(mode, fa, fb, weights)
-            if per_layer:
-                return terms
-            if spatial:
-                return _spatial_map(spatial_maps(fa, fb, weights), terms, tuple(xa.shape[2:]))
-            return terms.sum(1)
+            out = xc.new_zeros(shape, dtype=torch.float32)
+            return out.sum() if reduction == "sum" else out
+        weights = list(self.layer_weights) if self.layer_weights is not None else None
+        tiling: Tiling | None = getattr(self.backbone, "tiling", None)
+        if tiling is not None and 2 * h * w > self._budget(xc.device):
+            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, weights, tiling)
+        else:
+            # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
+            pairs = torch.stack([self._normalise(xc, lo, hi), self._normalise(yc, lo_y, hi_y)], 1).flatten(0, 1)
+            feats = self._backbone(pairs, group=2)
+            fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
+            with torch.autocast(xc.device.type, enabled=False):
+                terms = layer_terms(mode, fa, fb, weights)
+                maps = spatial_maps(fa, fb, weights) if spatial else None
+        with torch.autocast(xc.device.type, enabled=False):
+            out = terms if per_layer else _spatial_map(maps, terms, (h, w)) if spatial else terms.sum(1)
+        if self.validate:
+            self._check_finite(out)
+        return out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out
+
+    def _check_finite(self, out: Tensor) -> None:
+        """Raise if any pair's result is NaN or infinite (finite inputs made the model overflow)."""
+        bad = ~torch.isfinite(out.detach().reshape(out.shape[0], -1)).all(1)
+        if bad.any():
+            pairs = bad.nonzero().flatten().tolist()
+            listed = ", ".join(map(str, pairs[:10])) + (", ..." if len(pairs) > 10 else "")
+            raise ValueError(
+                f"the distance is NaN or infinite for {len(pairs)} of {out.shape[0]} pairs (index {listed}): "
+                f"model {self.card.name!r} overflowed (precision {self.precision}) on finite inputs. With float16, "
+                "use precision='float32'; otherwise the model's weights do not work on these images."
+            )
+
+    def _tiled(
+        self, x: Tensor, y: Tensor, range_x: tuple[float, float], range_y: tuple[float, float], mode: str,
+        weights: list[Tensor] | None, tiling: Tiling,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Per-layer terms (N x L) and spatial maps of pairs too large for one pass, tile by tile.
+
+        Tiles start at multiples of ``tiling.align`` and carry ``tiling.halo`` pixels of context on
+        each side, so the feature positions each tile keeps (those of its interior) equal the
+        whole image's. The sums of the modes (spatial maps stitched, Gram matrices, channel sums)
+        accumulate over the interiors, then the terms are formed as in :func:`layer_terms`.
+        """
+        n, _, h, w = x.shape
+        align, halo = tiling.align, tiling.halo
+        side = max(align, (math.isqrt(self._budget(x.device) // 2) - 2 * halo) // align * align)
+        terms, maps = [], []
+        for i in range(n):
+            rows: list[list[list[Tensor]]] = []  # spatial: [tile row][tile][layer] maps
+            sums: list[list[Any]] | None = None  # style / meanpool: per layer, [sum a, sum b, positions]
+            for y0 in range(0, h, side):
+                y1 = min(h, y0 + side)
+                rows.append([])
+                for x0 in range(0, w, side):
+                    x1 = min(w, x0 + side)
+                    t0, t1, u0, u1 = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
+                    pair = torch.cat([self._normalise(x[i : i + 1, :, t0:t1, u0:u1], *range_x),
+                                      self._normalise(y[i : i + 1, :, t0:t1, u0:u1], *range_y)])
+                    kept = []
+                    for f, s in zip(self._backbone(pair, group=2), tiling.strides):
+                        r1 = y1 // s - t0 // s if y1 < h else f.shape[2]
+                        c1 = x1 // s - u0 // s if x1 < w else f.shape[3]
+                        kept.append(f[:, :, y0 // s - t0 // s : r1, x0 // s - u0 // s : c1])
+                    with torch.autocast(x.device.type, enabled=False):
+                        if mode == "spatial":
+                            rows[-1].append(spatial_maps([f[:1] for f in kept], [f[1:] for f in kept], weights))
+                            continue
+                        total = gram_sum if mode == "style" else lambda f: f.float().sum((2, 3))
+                        part = [[total(f[:1]), total(f[1:]), f.shape[2] * f.shape[3]] for f in kept]
+                        sums = part if sums is None else [[a + b for a, b in zip(s, p)] for s, p in zip(sums, part)]
+            with torch.autocast(x.device.type, enabled=False):
+                if mode == "spatial":
+                    layers = [torch.cat([torch.cat([tile[l] for tile in row], 3) for row in rows], 2)
+                              for l in range(len(rows[0][0]))]
+                    maps.append(layers)
+                    terms.append(torch.stack([m.mean((1, 2, 3)) for m in layers], 1))
+                else:
+                    term = style_term if mode == "style" else meanpool_term
+                    terms.append(torch.stack([term(a / k, b / k) for a, b, k in sums], 1))
+        stitched = [torch.cat(layer) for layer in zip(*maps)] if maps else []
+        return torch.cat(terms), stitched
 
     def embed(self, x: Tensor, *, input_range: tuple[float, float] = (0.0, 1.0), grey: bool = False) -> Features:
         """Backbone features of ``x``, computed once, for :meth:`pairwise` in any mode."""
@@ -281,6 +440,18 @@ class PerceptualDistance(nn.Module):
             for a, b in zip(ea[1:], eb[1:]):
                 out = out + squared_cdist(a, b)
         return out
+
+
+class _StraightThroughClamp(torch.autograd.Function):
+    """Clamp to [0, 1] forward; pass the gradient through unchanged (also at and beyond 0 and 1)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad
 
 
 def _resize(y: Tensor, size: tuple[int, int]) -> Tensor:

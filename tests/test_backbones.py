@@ -59,5 +59,6 @@ def test_lpips_trunks(arch, channels, params):
 def test_unknown_architecture_and_bad_args():
     with pytest.raises(ValueError, match="unknown architecture 'resnet9'.*k22_resnet"):
         build_backbone("resnet9")
-    with pytest.raises(ValueError, match="bad arguments"):
+    with pytest.raises(ValueError, match=r"arch_args\.depth is not an argument of architecture 'k22_resnet' "
+                                         r"\(its arguments: width, layers, block, num_classes\)"):
         build_backbone("k22_resnet", {"depth": 3})

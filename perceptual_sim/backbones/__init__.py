@@ -1,7 +1,9 @@
 """Backbones: modules that map an image batch to a list of tapped feature maps.
 
-Every backbone has ``channels`` (channels per tapped map, known before any forward)
-and returns ``list[Tensor]`` of N x C_l x h_l x w_l maps from ``forward``.
+Every backbone has ``channels`` (channels per tapped map, known before any forward) and
+``tiling`` (a :class:`Tiling`, or None when a tap sees the whole image, as in a ViT), and
+returns ``list[Tensor]`` of N x C_l x h_l x w_l maps from ``forward``. Arguments are checked
+against :mod:`perceptual_sim.archs` before anything is built.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import Any
 
 from torch import nn
 
+from ..archs import SCHEMAS, check_arch_args
 from .classic import AlexNetTrunk, VGG16Trunk
 from .resnet import K22ResNet
+from .tiling import Tiling
 from .vit import NarrowViT
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
@@ -23,15 +27,13 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+assert set(ARCHITECTURES) == set(SCHEMAS), "every architecture needs an argument schema in archs.py"
+
+
 def build_backbone(arch: str, args: dict[str, Any] | None = None) -> nn.Module:
-    """Build the backbone named ``arch`` with keyword arguments ``args``."""
-    if arch not in ARCHITECTURES:
-        known = ", ".join(sorted(ARCHITECTURES))
-        raise ValueError(f"unknown architecture {arch!r}; known architectures: {known}")
-    try:
-        return ARCHITECTURES[arch](**(args or {}))
-    except TypeError as exc:
-        raise ValueError(f"bad arguments {args!r} for architecture {arch!r}: {exc}") from None
+    """Build the backbone named ``arch`` with keyword arguments ``args`` (checked first: ValueError)."""
+    checked = check_arch_args(arch, args)
+    return ARCHITECTURES[arch](**checked)
 
 
-__all__ = ["ARCHITECTURES", "AlexNetTrunk", "K22ResNet", "NarrowViT", "VGG16Trunk", "build_backbone"]
+__all__ = ["ARCHITECTURES", "AlexNetTrunk", "K22ResNet", "NarrowViT", "Tiling", "VGG16Trunk", "build_backbone"]

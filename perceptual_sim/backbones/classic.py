@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torchvision.models import alexnet, vgg16
 
+from .tiling import Tiling
+
 
 class _Trunk(nn.Module):
     taps: tuple[int, ...] = ()
@@ -19,6 +21,22 @@ class _Trunk(nn.Module):
         super().__init__()
         self.features = features[: self.taps[-1] + 1]
         self.channels = channels
+        self.tiling = self._tiling()
+
+    def _tiling(self) -> Tiling:
+        """Each tap's stride and receptive-field reach, from its conv and pool layers (their
+        padding can shift a field off-centre: that offset counts)."""
+        reach, centre, jump, strides, reaches = 0.0, 0.0, 1, [], []
+        for i, layer in enumerate(self.features):
+            if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+                k, s, p = (v if isinstance(v, int) else v[0] for v in (layer.kernel_size, layer.stride, layer.padding))
+                reach += jump * (k - 1) / 2
+                centre += jump * ((k - 1) / 2 - p)
+                jump *= s
+            if i in self.taps:
+                strides.append(jump)
+                reaches.append(reach + abs(centre))
+        return Tiling.from_reach(tuple(strides), max(reaches))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = []

@@ -16,6 +16,9 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet, downsample_conv
 from torch import nn
 
+from ..archs import resnet_widths
+from .tiling import Tiling
+
 
 class SingleConvBlock(nn.Module):
     """Residual block of one 3x3 conv + BN, added to the (projected) input, then ReLU."""
@@ -68,13 +71,8 @@ class K22ResNet(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        if block not in BLOCKS:
-            raise ValueError(f"unknown block {block!r}; choose one of {sorted(BLOCKS)}")
-        if not 0 < width <= 4:
-            raise ValueError(f"width must be in (0, 4], got {width}")
         block_cls = BLOCKS[block]
-        stage_channels = tuple(max(1, round(c * width)) for c in (64, 128, 256, 512))
-        stem = max(1, round(64 * width))
+        stem, stage_channels = resnet_widths(width)
         net = ResNet(block_cls, tuple(layers), num_classes=num_classes, channels=stage_channels)
         if stem != 64:
             # timm's plain stem is always 64 wide: narrow it and rebuild the first block to match.
@@ -89,6 +87,7 @@ class K22ResNet(nn.Module):
             net.init_weights(zero_init_last=True)
         self.net = net
         self.channels = [stage_channels[i] * block_cls.expansion for i in range(4)]
+        self.tiling = _tiling(tuple(layers), block)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
@@ -96,3 +95,15 @@ class K22ResNet(nn.Module):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (training only; needs ``num_classes > 0``)."""
         return self.net(x)
+
+
+def _tiling(layers: tuple[int, ...], block: str) -> Tiling:
+    """Receptive-field reach of the deepest tap; every conv and pool here is centred (padding (k - 1) / 2)."""
+    reach, jump = 3 + 2, 4  # the 7 x 7 / 2 stem conv (reach 3), then the 3 x 3 / 2 max-pool (1 x jump 2)
+    convs = 2 if block == "basic" else 1  # 3 x 3 convs per block; a stage's first one carries its stride
+    for n, stride in zip(layers, (1, 2, 2, 2)):
+        for i in range(n * convs):
+            reach += jump
+            if i == 0:
+                jump *= stride
+    return Tiling.from_reach((4, 8, 16, 32), reach)

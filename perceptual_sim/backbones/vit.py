@@ -6,8 +6,6 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-TOKENS = ("patch", "cls")
-
 
 class NarrowViT(nn.Module):
     """Narrow ViT feature extractor.
@@ -19,7 +17,11 @@ class NarrowViT(nn.Module):
         tokens: ``patch`` taps each block's patch tokens as an N x C x h x w map;
             ``cls`` taps each block's CLS token as an N x C x 1 x 1 map (K22's choice).
         num_classes: classifier size; 0 (the metric's case) drops it.
+
+    Attention is global: the taps cannot be computed tile by tile (``tiling`` is None).
     """
+
+    tiling = None
 
     def __init__(
         self,
@@ -33,10 +35,6 @@ class NarrowViT(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        if tokens not in TOKENS:
-            raise ValueError(f"tokens must be one of {TOKENS}, got {tokens!r}")
-        if not 1 <= depth <= 24:
-            raise ValueError(f"depth must be in 1..24, got {depth}")
         self.tokens = tokens
         self.patch_size = patch_size
         self.net = VisionTransformer(
