@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any
+from typing import Any, Union
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from .distributed import parse_device
+from .images import load_image, pil_to_tensor
 from .metric import PerceptualDistance
 from .weights import DEFAULT_MODEL
+
+ImageInput = Union[Tensor, str, "os.PathLike[str]", Image.Image, np.ndarray]
+"""What :func:`distance` takes: a batch tensor, or one image as a file path, PIL image or H x W x 3 array."""
 
 _cache: dict[tuple, PerceptualDistance] = {}
 _lock = threading.Lock()
@@ -41,11 +48,16 @@ def load(
     return module
 
 
-def distance(x: Tensor, y: Tensor, model: str | None = None, mode: str | None = None, **kwargs: Any) -> Tensor:
+def distance(
+    x: ImageInput, y: ImageInput, model: str | None = None, mode: str | None = None, **kwargs: Any
+) -> Tensor:
     """Perceptual distance between matching images of two N x 3 x H x W batches.
 
     Args:
-        x, y: float images in [0, 1] (or ``input_range=``), or uint8.
+        x, y: tensors, float in [0, 1] (or ``input_range=``) or uint8; or one image each: a file
+            path or a PIL image (decoded by the command line's policy, see :func:`load_image`), or
+            an H x W x 3 numpy array (uint8, or float in [0, 1]). These go to the device of a
+            tensor argument, else to ``auto`` (CUDA when available).
         model: bundled name, local path or ``hf-hub:ORG/NAME[@REV]``; default :data:`DEFAULT_MODEL`.
         mode: ``spatial``, ``style`` or ``meanpool``; default: the model's.
         **kwargs: passed to :meth:`PerceptualDistance.forward` (``input_range``, ``spatial``,
@@ -54,13 +66,34 @@ def distance(x: Tensor, y: Tensor, model: str | None = None, mode: str | None = 
     Returns:
         Tensor [N] (float32), differentiable w.r.t. the inputs when they require grad.
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    module = load(model, device=x.device)
-    if x.requires_grad or (isinstance(y, Tensor) and y.requires_grad):
+    tensors = [a for a in (x, y) if isinstance(a, Tensor)]
+    module = load(model, device=tensors[0].device if tensors else "auto")
+    device = module.input_mean.device
+    x, y = (a if isinstance(a, Tensor) else _as_batch(a, name).to(device) for a, name in ((x, "x"), (y, "y")))
+    if x.requires_grad or y.requires_grad:
         return module(x, y, mode=mode, **kwargs)
     with torch.inference_mode():
         return module(x, y, mode=mode, **kwargs)
+
+
+def _as_batch(image: Any, name: str) -> Tensor:
+    """A 1 x 3 x H x W batch from a file path, a PIL image or an H x W x 3 numpy array."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)[None]
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)[None]
+    if isinstance(image, np.ndarray):
+        if image.ndim == 4 and image.shape[-1] == 3:
+            raise ValueError(f"{name} is an N x H x W x 3 array {image.shape}; pass a batch tensor in N x 3 x H x W "
+                             f"order: torch.from_numpy({name}).permute(0, 3, 1, 2)")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{name} is a numpy array of shape {image.shape}; one image must be H x W x 3 "
+                             f"(for 3 x H x W pass torch.from_numpy({name})[None])")
+        if image.dtype != np.uint8 and not np.issubdtype(image.dtype, np.floating):
+            raise ValueError(f"{name} is a numpy array of dtype {image.dtype}; use uint8, or floats in [0, 1]")
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    raise TypeError(f"{name} must be a torch.Tensor, a file path, a PIL image or an H x W x 3 numpy array, "
+                    f"got {type(image).__name__}")
 
 
 def clear_cache() -> None:

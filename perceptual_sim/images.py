@@ -1,6 +1,7 @@
 """Image files <-> tensors: the decoding policy of the command line, usable on its own.
 
-:func:`load_image` gives a 3 x H x W float32 tensor in [0, 1]. The policy:
+:func:`load_image` gives a 3 x H x W float32 tensor in [0, 1] (:func:`pil_to_tensor` the same
+for an image already opened with Pillow). The policy:
 
 - **Formats:** whatever Pillow decodes; PNG, JPEG, WebP, BMP and TIFF are tested. An
   animated or multi-page file gives its first frame.
@@ -181,7 +182,17 @@ def _open(path: Path, max_pixels: int) -> Iterator[Image.Image]:
         yield im
 
 
-def _to_tensor(im: Image.Image, path: Path) -> Tensor:
+def pil_to_tensor(im: Image.Image) -> Tensor:
+    """A PIL image as a 3 x H x W float32 tensor in [0, 1], by :func:`load_image`'s policy (EXIF
+    orientation, bit depth, greyscale, palette, transparency over white)."""
+    if not isinstance(im, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(im).__name__}")
+    if 0 in im.size:
+        raise ImageError(f"the PIL image is {im.width} x {im.height} pixels: it is empty")
+    return _to_tensor(ImageOps.exif_transpose(im), "the PIL image")
+
+
+def _to_tensor(im: Image.Image, path: Path | str) -> Tensor:
     """3 x H x W float32 in [0, 1] from a decoded Pillow image (bit depth, alpha, grey policies)."""
     if im.mode in _WIDE_INT_MODES:
         arr = np.asarray(im).astype(np.int64)

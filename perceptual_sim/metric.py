@@ -215,6 +215,9 @@ class PerceptualDistance(nn.Module):
             x = x.expand(n, 3, h, w)
         elif c != 3:
             hint = " (pass grey=True to replicate a single grey channel)" if c == 1 else ""
+            if w in (1, 3) and c > 4:
+                hint = (f": it looks channels-last (N x H x W x {w}); permute it to N x {w} x H x W with "
+                        f"{name}.permute(0, 3, 1, 2)")
             raise ValueError(f"{name} must have 3 colour channels, got {c} (shape {tuple(x.shape)}){hint}")
         if min(h, w) < self.card.min_size:
             raise ValueError(
