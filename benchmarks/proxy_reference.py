@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sim import __version__
+from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES, layer_terms
 from perceptual_sim.evaluate.proxy import L2Metric, NetMetric, SSIMMetric, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
@@ -91,6 +92,8 @@ def main() -> int:
                 modes=("spatial",) if lin else MODES), lin))
     metrics += lpips_rows[:2]  # AlexNet rows now, the slow VGG rows last
     for card in list_models():
+        if card.name in REFERENCES:  # the bundled lpips-alex is the lpips-alex row above
+            continue
         metrics.append((card.name, lambda n=card.name: NetMetric(PerceptualDistance.from_pretrained(n)), False))
     metrics.append(("random ResNet-6 (untrained)", lambda: NetMetric(random_model("k22_resnet", {}), "random ResNet-6"), False))
     metrics.append(("random AlexNet (untrained)", lambda: NetMetric(random_model("alexnet", {}), "random AlexNet"), False))

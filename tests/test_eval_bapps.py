@@ -194,3 +194,60 @@ def test_cli_eval_bapps(bapps_root, tiny_card, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     args = parser.parse_args(argv + ["--force"])
     assert args.func(args) == 0
+
+
+# ------------------------------------------------------------------------------ lpips' load_size protocol
+def make_protocol_tree(root: Path) -> tuple[Path, dict[str, Path]]:
+    """256 px patches whose 2AFC and JND answers flip between 64 px (lpips' loaders) and the stored size.
+
+    ``checker`` adds a 1-px checkerboard, strong at 256 px but averaged away by the 4x bilinear
+    downscale; ``smooth`` adds a broad bump that survives it. Humans (p, same) side with 64 px.
+    """
+    rng = np.random.default_rng(5)
+    low = Image.fromarray(rng.integers(77, 179, (8, 8, 3), dtype=np.uint8)).resize((256, 256), Image.BILINEAR)
+    ref = np.asarray(low).astype(np.float64)
+    yy, xx = np.mgrid[:256, :256]
+    checker = ref + 64 * np.where((yy + xx) % 2, 1, -1)[..., None]
+    smooth = ref + 40 * np.exp(-((yy - 128) ** 2 + (xx - 100) ** 2) / (2 * 45**2))[..., None]
+    patches = {name: np.clip(img, 0, 255).round().astype(np.uint8)
+               for name, img in (("ref", ref), ("checker", checker), ("smooth", smooth))}
+    afc = root / "2afc" / "val" / "traditional"
+    for i, (p0, p1, p) in enumerate((("checker", "smooth", 0.0), ("smooth", "checker", 1.0))):
+        for sub, name in (("ref", "ref"), ("p0", p0), ("p1", p1)):
+            _save(afc / sub / f"{i:06d}.png", patches[name])
+        _judge(afc / "judge" / f"{i:06d}.npy", p)
+    jnd = root / "jnd" / "val" / "traditional"
+    for i, (name, same) in enumerate((("checker", 1.0), ("smooth", 0.0))):
+        _save(jnd / "p0" / f"{i:06d}.png", patches["ref"])
+        _save(jnd / "p1" / f"{i:06d}.png", patches[name])
+        _judge(jnd / "same" / f"{i:06d}.npy", same)
+    return root, {name: afc / sub / "000000.png" for name, sub in (("ref", "ref"), ("checker", "p0"), ("smooth", "p1"))}
+
+
+def test_bapps_follows_lpips_load_size_by_default(tmp_path, tiny, tiny_card, capsys):
+    from torchvision import transforms
+
+    root, files = make_protocol_tree(tmp_path)
+    # Precondition, with lpips' own transform (TwoAFCDataset: Resize(load_size), ToTensor) as the oracle.
+    reference, stored = transforms.Compose([transforms.Resize(64), transforms.ToTensor()]), transforms.ToTensor()
+
+    def d(name: str, load) -> float:
+        x, y = (load(Image.open(files[n]).convert("RGB"))[None] for n in ("ref", name))
+        with torch.inference_mode():
+            return float(tiny(x, y))
+
+    assert d("checker", reference) < d("smooth", reference) and d("checker", stored) > d("smooth", stored)
+    default, at_stored = score_bapps(tiny, root), score_bapps(tiny, root, load_size=None)
+    assert default["load_size"] == 64 and at_stored["load_size"] is None
+    assert default["2afc"]["traditional"]["score"] == 1.0 and at_stored["2afc"]["traditional"]["score"] == 0.0
+    assert default["jnd"]["traditional"]["map"] == 1.0 and at_stored["jnd"]["traditional"]["map"] == 0.5
+    parser = argparse.ArgumentParser(prog="perceptual-sim")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    for size, expected in (("64", "resized to 64 px (lpips' protocol)"), ("stored", "at their stored size")):
+        args = parser.parse_args(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", size])
+        assert args.func(args) == 0 and expected in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", "bapps", "--root", str(root), "--load-size", "0"])
+    assert "expected a positive number of pixels or 'stored'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="load_size must be a positive integer or None"):
+        score_bapps(tiny, root, load_size=0)

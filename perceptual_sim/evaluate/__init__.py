@@ -15,7 +15,7 @@ import torch
 
 from .. import distributed
 from ..distances import MODES
-from .bapps import VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
+from .bapps import LOAD_SIZE, VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
 from .common import check_output, resolve_model, write_json
 from .iqa import correlations, format_iqa, score_iqa
 
@@ -40,6 +40,9 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     bp.add_argument("--root", type=Path, required=True, help="the BAPPS dataset folder (holding 2afc/ and jnd/)")
     bp.add_argument("--families", nargs="+", choices=VAL_FAMILIES, default=None, metavar="FAMILY",
                     help=f"validation families to score, of {', '.join(VAL_FAMILIES)} (default: all six)")
+    bp.add_argument("--load-size", type=_load_size, default=LOAD_SIZE, metavar="N|stored",
+                    help=f"resize every patch to N px first (shorter side, PIL bilinear), as lpips' TwoAFCDataset "
+                         f"does (default {LOAD_SIZE}); 'stored' scores the patches at their stored size")
     _common_args(bp, batch_size=64, unit="triplets (2AFC) or pairs (JND)")
     bp.set_defaults(func=_run_bapps)
 
@@ -110,8 +113,16 @@ def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], di
 
 def _run_bapps(args: argparse.Namespace) -> int:
     return _run("bapps", args, lambda device: score_bapps(
-        args.model, args.root, mode=args.mode, batch_size=args.batch_size, families=args.families, device=device),
-        format_bapps)
+        args.model, args.root, mode=args.mode, batch_size=args.batch_size, families=args.families, device=device,
+        load_size=args.load_size), format_bapps)
+
+
+def _load_size(text: str) -> int | None:
+    if text == "stored":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels or 'stored', got {text!r}")
+    return int(text)
 
 
 def _run_iqa(args: argparse.Namespace) -> int:

@@ -5,12 +5,16 @@ Layout (the BAPPS ``dataset`` folder)::
     2afc/val/<family>/{ref,p0,p1}/NNNNNN.png   judge/NNNNNN.npy  (fraction of humans who chose p1)
     jnd/val/<family>/{p0,p1}/NNNNNN.png        same/NNNNNN.npy   (fraction who judged the pair the same)
 
-All scores are fractions in [0, 1]; the papers quote them x100.
+All scores are fractions in [0, 1]; the papers quote them x100. By default every patch is
+first resized to 64 px as lpips' ``TwoAFCDataset`` and ``JNDDataset`` do (``load_size=64``:
+torchvision's ``Resize(64)``, PIL bilinear on the 8-bit RGB image, shorter side to 64);
+``load_size=None`` scores the patches at their stored size, which measures something else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,9 @@ VAL_FAMILIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinter
 
 JND_FAMILIES = ("traditional", "cnn")
 """The JND validation families."""
+
+LOAD_SIZE = 64
+"""lpips' ``load_size``: the reference loaders resize every patch to this many pixels before scoring."""
 
 
 def two_afc_score(d0: np.ndarray, d1: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -94,8 +101,22 @@ def _family_files(folder: Path, image_dirs: Sequence[str], judge_dir: str) -> tu
     return paths, np.array([read_judgement(p) for p in judges])
 
 
-def _stack(paths: Sequence[Path], size: tuple[int, ...] | None) -> torch.Tensor:
-    images = [load_image(p) for p in paths]
+def load_patch(path: Path, load_size: int | None = LOAD_SIZE) -> torch.Tensor:
+    """A BAPPS patch as 3 x H x W in [0, 1], resized as lpips' loaders do unless ``load_size`` is None:
+    torchvision's ``Resize(load_size)`` (shorter side to ``load_size``, PIL bilinear) on the 8-bit RGB image."""
+    image = load_image(path)
+    if load_size is None or min(image.shape[1:]) == load_size:
+        return image
+    from PIL import Image
+    from torchvision.transforms.functional import InterpolationMode, resize
+
+    rgb = Image.fromarray((image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    small = np.asarray(resize(rgb, load_size, interpolation=InterpolationMode.BILINEAR))
+    return torch.from_numpy(small.copy()).permute(2, 0, 1).float() / 255
+
+
+def _stack(paths: Sequence[Path], size: tuple[int, ...] | None, load_size: int | None) -> torch.Tensor:
+    images = [load_patch(p, load_size) for p in paths]
     for p, im in zip(paths, images):
         size = size or im.shape
         if im.shape != size:
@@ -105,7 +126,7 @@ def _stack(paths: Sequence[Path], size: tuple[int, ...] | None) -> torch.Tensor:
 
 def _two_afc_distances(
     module: PerceptualDistance, refs: list[Path], p0s: list[Path], p1s: list[Path], *,
-    mode: str | None, batch_size: int, desc: str,
+    mode: str | None, batch_size: int, desc: str, load_size: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """d(ref, p0) and d(ref, p1), both from one forward pass per batch (so equal patches tie exactly).
 
@@ -116,9 +137,9 @@ def _two_afc_distances(
     results = []
     with progress(sum(min(batch_size, len(refs) - s) for s in starts), desc, "triplet") as bar, torch.inference_mode():
         for s in starts:
-            ref = _stack(refs[s:s + batch_size], None)
+            ref = _stack(refs[s:s + batch_size], None, load_size)
             size = tuple(ref.shape[1:])
-            p0, p1 = _stack(p0s[s:s + batch_size], size), _stack(p1s[s:s + batch_size], size)
+            p0, p1 = (_stack(p[s:s + batch_size], size, load_size) for p in (p0s, p1s))
             out = module(torch.cat([ref, ref]).to(device), torch.cat([p0, p1]).to(device), mode=mode)
             results.append(out.double().cpu().numpy())
             bar.update(ref.shape[0])
@@ -136,6 +157,7 @@ def score_bapps(
     batch_size: int = 64,
     families: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
+    load_size: int | None = LOAD_SIZE,
 ) -> dict[str, Any]:
     """2AFC per family, PS and JND mAP of ``model`` on the BAPPS validation set under ``root``.
 
@@ -147,15 +169,19 @@ def score_bapps(
         batch_size: triplets (2AFC) or pairs (JND) per forward pass.
         families: the validation families to score (default: all six).
         device: where a model string is loaded.
+        load_size: resize every patch to this size first, as lpips' loaders do (default 64);
+            None scores the patches at their stored size.
 
     Returns:
-        A JSON-ready dict: model name, sha256, mode, package version; ``2afc`` (per family
+        A JSON-ready dict: model name, sha256, mode, package version, ``load_size``; ``2afc`` (per family
         ``score`` and ``n``), ``ps`` (mean over ``ps_families``; ``ps_partial`` when fewer
         than the six), ``missing_2afc``; ``jnd`` (per family ``map`` and ``n``),
         ``missing_jnd``. Absent families are listed as missing, never scored as zero.
     """
     root = Path(root)
     check_batch_size(batch_size)
+    if load_size is not None and (isinstance(load_size, bool) or not isinstance(load_size, int) or load_size < 1):
+        raise ValueError(f"load_size must be a positive integer or None (the stored size), got {load_size!r}")
     wanted = list(VAL_FAMILIES) if families is None else list(dict.fromkeys(families))
     unknown = [f for f in wanted if f not in VAL_FAMILIES]
     if unknown or not wanted:
@@ -176,16 +202,19 @@ def score_bapps(
 
     afc: dict[str, dict[str, float | int]] = {}
     for fam, ((refs, p0s, p1s), p) in afc_files.items():
-        d0, d1 = _two_afc_distances(module, refs, p0s, p1s, mode=mode, batch_size=batch_size, desc=f"2afc/{fam}")
+        d0, d1 = _two_afc_distances(module, refs, p0s, p1s, mode=mode, batch_size=batch_size, desc=f"2afc/{fam}",
+                                    load_size=load_size)
         afc[fam] = {"score": float(two_afc_score(d0, d1, p).mean()), "n": len(p)}
     jnd: dict[str, dict[str, float | int]] = {}
     for fam, ((p0s, p1s), same) in jnd_files.items():
-        d = pair_distances(module, list(zip(p0s, p1s)), mode=mode, batch_size=batch_size, desc=f"jnd/{fam}")
+        d = pair_distances(module, list(zip(p0s, p1s)), mode=mode, batch_size=batch_size, desc=f"jnd/{fam}",
+                           load=partial(load_patch, load_size=load_size))
         jnd[fam] = {"map": jnd_map(d, same), "n": len(same)}
     return {
         "benchmark": "bapps",
         **model_info(module, mode),
         "root": str(root),
+        "load_size": load_size,
         "2afc": afc,
         "ps": float(np.mean([v["score"] for v in afc.values()])) if afc else None,
         "ps_families": list(afc),
@@ -198,7 +227,9 @@ def score_bapps(
 
 def format_bapps(result: dict[str, Any]) -> str:
     """A short plain-text summary of :func:`score_bapps`'s result (scores x100)."""
-    lines = [f"model {result['model']} (sha256 {result['sha256'][:12]}), mode {result['mode']}"]
+    size = result["load_size"]
+    lines = [f"model {result['model']} (sha256 {result['sha256'][:12]}), mode {result['mode']}, patches "
+             + (f"resized to {size} px (lpips' protocol)" if size else "at their stored size")]
     if result["2afc"]:
         lines.append("2AFC (x100):")
         lines += [f"  {fam:<12} {100 * v['score']:6.2f}  n={v['n']}" for fam, v in result["2afc"].items()]

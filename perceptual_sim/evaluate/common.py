@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +49,12 @@ def pair_distances(
     mode: str | None,
     batch_size: int,
     desc: str,
+    load: Callable[[Path], torch.Tensor] = load_image,
 ) -> np.ndarray:
     """Distance of every (first, second) image pair, in batches of equal-size images.
 
     The two images of a pair must have the same size; pairs of different sizes go to
-    different batches. In a :func:`distributed.session` each process scores a share of the
+    different batches. ``load`` reads an image file (e.g. resizing it the same way for all). In a :func:`distributed.session` each process scores a share of the
     batches. Returns a float64 array in the order of ``pairs``.
     """
     check_batch_size(batch_size)
@@ -78,8 +79,8 @@ def pair_distances(
     results = []
     with progress(sum(map(len, mine)), desc, "pair") as bar, torch.inference_mode():
         for idx in mine:
-            x = torch.stack([load_image(pairs[i][0]) for i in idx]).to(device)
-            y = torch.stack([load_image(pairs[i][1]) for i in idx]).to(device)
+            x = torch.stack([load(pairs[i][0]) for i in idx]).to(device)
+            y = torch.stack([load(pairs[i][1]) for i in idx]).to(device)
             results.append(module(x, y, mode=mode).double().cpu().numpy())
             bar.update(len(idx))
     out = np.empty(len(pairs), dtype=np.float64)
