@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from perceptual_sim.evaluate.proxy import NetMetric, judged_proxy_set, score
+from perceptual_sim.evaluate.metrics import NetMetric
+from perceptual_sim.evaluate.proxy import judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import checkpoints, export
 

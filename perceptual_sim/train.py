@@ -1,7 +1,9 @@
 """The recipe that makes mid-accuracy backbones: train a classifier at 64 x 64, checkpoint
 densely early, resume after interruption, and export any checkpoint as card + safetensors.
 
-Augmentation is random crop (4 px reflect padding) + horizontal flip only; SGD with momentum,
+Augmentation is random crop (4 px reflect padding) + horizontal flip, and optionally random
+global photometric changes (``photometric`` strength: gamma, saturation, colour balance,
+contrast, brightness), which teach the backbone the invariances people have; SGD with momentum,
 linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
 Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
 pickled.
@@ -51,6 +53,7 @@ class Recipe:
     step_milestones: tuple[float, ...] = (0.33, 0.66, 0.88)
     seed: int = 0
     optimizer: str = "sgd"
+    photometric: float = 0.0
 
 
 def decode_square(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -108,12 +111,49 @@ def load_dataset(data: Path, cache: Path) -> dict[str, Any]:
     return {"train_x": tx, "train_y": ty, "val_x": vx, "val_y": vy, "classes": classes}
 
 
-def to_input(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
-    x = batch.permute(0, 3, 1, 2).float().div_(255)
+def to_unit(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> float N x 3 x H x W in [0, 1]."""
+    return batch.permute(0, 3, 1, 2).float().div_(255)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> the ImageNet-normalised input the backbones are trained on."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def to_input(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
+    return normalize(to_unit(batch))
+
+
+PHOTOMETRIC_RANGES = {"gamma": 0.4, "saturation": 0.5, "balance": 0.15, "contrast": 0.5, "brightness": 0.2}
+"""At strength 1, each change is drawn uniformly per image: gamma, saturation, per-channel gain
+(colour balance) and contrast factors ``exp(U(-r, r))``, a brightness shift ``U(-r, r)``."""
+
+
+def photometric(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
+    """Random global photometric changes of [0, 1] images (per image), clamped to [0, 1].
+
+    Gamma, then saturation (blend with the luma image), colour balance (per-channel gains),
+    contrast (about the image mean), brightness (a shift); ranges in :data:`PHOTOMETRIC_RANGES`
+    scaled by ``strength``.
+    """
+    n = x.shape[0]
+
+    def factor(key: str, k: int = 1) -> torch.Tensor:
+        r = PHOTOMETRIC_RANGES[key] * strength
+        return torch.exp((torch.rand(n, k, generator=gen) * 2 - 1) * r).view(n, k, 1, 1)
+
+    x = x.clamp(0, 1).pow(factor("gamma"))
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    x = luma + (x - luma) * factor("saturation")
+    x = x * factor("balance", 3)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * factor("contrast")
+    shift = (torch.rand(n, generator=gen) * 2 - 1) * PHOTOMETRIC_RANGES["brightness"] * strength
+    return (x + shift.view(n, 1, 1, 1)).clamp(0, 1)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -173,7 +213,8 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     recipe_file = out / "recipe.json"
     if recipe_file.is_file():
-        saved = json.loads(recipe_file.read_text())
+        # fields added since the run started take their defaults
+        saved = {**dataclasses.asdict(Recipe(data="")), **json.loads(recipe_file.read_text())}
         if saved != json.loads(json.dumps(dataclasses.asdict(recipe))):
             raise ValueError(f"{out} holds a run with another recipe ({recipe_file}); use a new --out folder")
     else:
@@ -220,7 +261,10 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         epoch_idx, pos = divmod(step, steps_per_epoch)
         perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(recipe.seed * 100003 + epoch_idx))
         idx = perm[pos * recipe.batch_size : (pos + 1) * recipe.batch_size].numpy()
-        x = augment(to_input(torch.from_numpy(data["train_x"][np.sort(idx)])), gen)
+        x = to_unit(torch.from_numpy(data["train_x"][np.sort(idx)]))
+        if recipe.photometric > 0:
+            x = photometric(x, recipe.photometric, gen)
+        x = augment(normalize(x), gen)
         y = torch.from_numpy(data["train_y"][np.sort(idx)])
         lr = lr_at(recipe, step, steps_per_epoch)
         for g in opt.param_groups:

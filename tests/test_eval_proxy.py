@@ -8,17 +8,8 @@ import torch
 from PIL import Image
 
 from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
-from perceptual_sim.evaluate.proxy import (
-    L2Metric,
-    NetMetric,
-    SSIMMetric,
-    _decision,
-    _spearman_rows,
-    judge,
-    make_proxy_set,
-    score,
-    ssim,
-)
+from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric, ssim
+from perceptual_sim.evaluate.proxy import _decision, _spearman_rows, judge, make_proxy_set, score
 
 
 def test_decision_by_hand():

@@ -1,6 +1,7 @@
-"""Benchmark harnesses: BAPPS (2AFC, PS, JND) and full-reference IQA correlations.
+"""Benchmark harnesses: BAPPS (2AFC, PS, JND), full-reference IQA correlations, human
+triplet judgments, settled psychophysics and the LPIPS-judged proxies.
 
-:func:`add_eval_parser` registers the ``eval bapps`` and ``eval iqa`` command-line subcommands.
+:func:`add_eval_parser` registers the ``eval`` command-line subcommands.
 """
 
 from __future__ import annotations
@@ -18,21 +19,24 @@ from ..distances import MODES
 from .bapps import LOAD_SIZE, VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
 from .common import check_output, resolve_model, write_json
 from .iqa import correlations, format_iqa, score_iqa
+from .psych import FAMILIES, format_psych, score_psych
+from .triplets import format_triplets, score_triplets
 
-__all__ = ["add_eval_parser", "correlations", "jnd_map", "score_bapps", "score_iqa", "two_afc_score"]
+__all__ = ["add_eval_parser", "correlations", "jnd_map", "score_bapps", "score_iqa", "score_psych", "score_triplets",
+           "two_afc_score"]
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``eval bapps``, ``eval iqa`` and ``eval proxy`` on ``subparsers`` (from ``add_subparsers()``).
+    """Register ``eval bapps|iqa|triplets|psych|proxy`` on ``subparsers`` (from ``add_subparsers()``).
 
     Each leaf parser sets ``func``: call ``args.func(args)`` to run it; it prints a summary
     to stdout, errors to stderr, and returns the exit code (0; 2 on a usage error; 1 on a
     data or runtime error). Under torchrun each process scores a share of the batches and
     rank 0 prints and writes the results. Returns the ``eval`` parser.
     """
-    ev = subparsers.add_parser("eval", help="score a model on a benchmark (BAPPS, IQA lists, offline proxies)",
-                               description="Score a model on a benchmark.")
-    sub = ev.add_subparsers(dest="eval_command", metavar="{bapps,iqa,proxy}", required=True)
+    ev = subparsers.add_parser("eval", help="score a model on a benchmark (BAPPS, IQA, human triplets, psychophysics, "
+                                             "proxies)", description="Score a model on a benchmark.")
+    sub = ev.add_subparsers(dest="eval_command", metavar="{bapps,iqa,triplets,psych,proxy}", required=True)
 
     bp = sub.add_parser("bapps", help="2AFC per family, PS and JND mAP on the BAPPS validation set",
                         description="2AFC per family, Perceptual Score and JND mAP on BAPPS val "
@@ -57,6 +61,33 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     iq.add_argument("--logistic", type=int, choices=(4, 5), default=5, help="parameters of the logistic fit before PLCC")
     _common_args(iq, batch_size=32, unit="image pairs")
     iq.set_defaults(func=_run_iqa)
+
+    tp = sub.add_parser("triplets", help="agreement with human 2AFC similarity judgments (CSV + image folder)",
+                        description="2AFC agreement (x100) with human triplet judgments, with the crowd ceiling and "
+                                    "95%% bootstrap intervals over reference images, on all triplets and on the "
+                                    "fixed selection / held-out split by reference. CSV columns: reference,"
+                                    "majority_closer,other,votes_closer,votes_other or ref,a,b with p_b or "
+                                    "votes_a,votes_b. Images are resized (shorter side) and centre-cropped to each "
+                                    "--size.")
+    tp.add_argument("--csv", type=Path, required=True, help="the judgments")
+    tp.add_argument("--images", type=Path, required=True, help="folder holding the images the CSV names")
+    tp.add_argument("--size", type=_size, nargs="+", default=[64], help="evaluation size(s) in px (default 64)")
+    _common_args(tp, batch_size=64, unit="images or pairs")
+    tp.set_defaults(func=_run_triplets)
+
+    ps = sub.add_parser("psych", help="settled psychophysics as 2AFC triplets (masking, CSF, equal-MSE tests, ...)",
+                        description="Agreement (x100) with human answers that vision science has settled, per "
+                                    "family and size, on triplets generated deterministically from scikit-image's "
+                                    "sample photos (or --images). On equal-MSE families L2 scores 50. Families: "
+                                    + ", ".join(FAMILIES) + ".")
+    ps.add_argument("--size", type=_size, nargs="+", default=[64, 256], help="sizes in px (default 64 256)")
+    ps.add_argument("--per-family", type=int, default=200, help="triplets per family and size (default 200)")
+    ps.add_argument("--families", nargs="+", choices=list(FAMILIES), default=None, metavar="FAMILY",
+                    help="families to score (default: all)")
+    ps.add_argument("--images", type=Path, default=None, help="folder of photographs (default: scikit-image's)")
+    ps.add_argument("--seed", type=int, default=0, help="seed of the generated triplets (default 0)")
+    _common_args(ps, batch_size=50, unit="triplets")
+    ps.set_defaults(func=_run_psych)
 
     px = sub.add_parser("proxy", help="offline proxies: reference-judge 2AFC, shift flips, monotonicity",
                         description="Offline proxies on generated triplets from a folder of natural images, "
@@ -129,6 +160,28 @@ def _run_iqa(args: argparse.Namespace) -> int:
     return _run("iqa", args, lambda device: score_iqa(
         args.model, args.list_file, args.root, mode=args.mode, scores=args.scores, logistic=args.logistic,
         batch_size=args.batch_size, device=device), format_iqa)
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be an integer number of pixels, got {text!r}") from None
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"size must be at least 32 pixels, got {value}")
+    return value
+
+
+def _run_triplets(args: argparse.Namespace) -> int:
+    return _run("triplets", args, lambda device: score_triplets(
+        args.model, args.csv, args.images, sizes=args.size, mode=args.mode, batch_size=args.batch_size,
+        device=device), format_triplets)
+
+
+def _run_psych(args: argparse.Namespace) -> int:
+    return _run("psych", args, lambda device: score_psych(
+        args.model, mode=args.mode, sizes=args.size, per_family=args.per_family, seed=args.seed,
+        families=args.families, images=args.images, batch_size=args.batch_size, device=device), format_psych)
 
 
 def _run_proxy(args: argparse.Namespace) -> int:

@@ -23,22 +23,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
 from .. import __version__, distributed
-from ..distances import MODES, layer_terms
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
 from ..weights import cache_root, write_atomic
 from .bapps import two_afc_score
 from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
+from .metrics import NetMetric, ProxyMetric
 
 SHIFTS = (1, 2, 3)
 DATA_VERSION = "proxy-v1"
@@ -146,73 +145,6 @@ def _random_distortions(ref: Tensor, g: torch.Generator, batch: int = 200) -> Te
             rows.append(img[0])
         out.append(_to_uint8(torch.stack(rows)))
     return torch.cat(out)
-
-
-class ProxyMetric(Protocol):
-    """What the proxies need of a metric: features once per image, distances per mode."""
-
-    name: str
-
-    def features(self, x: Tensor) -> Any: ...
-
-    def compare(self, fa: Any, fb: Any) -> dict[str, Tensor]: ...
-
-
-class NetMetric:
-    """A :class:`PerceptualDistance` scored in several modes from one backbone pass."""
-
-    def __init__(self, model: PerceptualDistance, name: str | None = None, modes: Sequence[str] = MODES) -> None:
-        self.model, self.modes = model, tuple(modes)
-        self.name = name or model.card.name
-        self.weights = list(model.layer_weights) if model.layer_weights is not None else None
-
-    def features(self, x: Tensor) -> list[Tensor]:
-        return self.model.embed(x.to(self.model.input_mean.device)).maps
-
-    def compare(self, fa: list[Tensor], fb: list[Tensor]) -> dict[str, Tensor]:
-        return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1).cpu()
-                for m in self.modes}
-
-
-class L2Metric:
-    """Mean squared pixel difference."""
-
-    name = "L2"
-
-    def features(self, x: Tensor) -> Tensor:
-        return x.float() / 255 if x.dtype == torch.uint8 else x.float()
-
-    def compare(self, fa: Tensor, fb: Tensor) -> dict[str, Tensor]:
-        return {"pixel": (fa - fb).pow(2).mean((1, 2, 3))}
-
-
-class SSIMMetric(L2Metric):
-    """1 - SSIM (Gaussian window 11, sigma 1.5, on each RGB channel, averaged)."""
-
-    name = "SSIM"
-
-    def compare(self, fa: Tensor, fb: Tensor) -> dict[str, Tensor]:
-        return {"pixel": 1 - ssim(fa, fb)}
-
-
-def ssim(a: Tensor, b: Tensor, data_range: float = 1.0) -> Tensor:
-    """Mean SSIM per image (Wang et al. 2004; 'valid' Gaussian filtering)."""
-    t = torch.arange(11, dtype=torch.float32) - 5
-    k = torch.exp(-0.5 * (t / 1.5) ** 2)
-    k = (k / k.sum())
-    win = (k[:, None] * k[None]).view(1, 1, 11, 11).repeat(a.shape[1], 1, 1, 1)
-    c = a.shape[1]
-
-    def filt(z: Tensor) -> Tensor:
-        return F.conv2d(z, win, groups=c)
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = filt(a), filt(b)
-    saa = filt(a * a) - mu_a**2
-    sbb = filt(b * b) - mu_b**2
-    sab = filt(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return s.mean((1, 2, 3))
 
 
 @torch.inference_mode()
