@@ -243,10 +243,15 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_model_options(p)
     _add_image_options(p)
     p.add_argument("--json", action="store_true",
-                   help="print a JSON object: distance, model, mode, sha256 (of the weights), version, a, b")
+                   help="print a JSON object: distance, model, mode, sha256 (of the weights), version, a, b "
+                        "(and the heat map's file and scale)")
     p.add_argument("--map", type=Path, metavar="OUT.png",
-                   help="also write a heat map of where they differ, A's size (spatial mode; "
-                        "the distance is the map's mean)")
+                   help="also write a heat map of where they differ, A's size, with a colour bar below it "
+                        "(spatial mode; the distance is the map's mean)")
+    p.add_argument("--map-max", type=_positive_float, default=None, metavar="V",
+                   help="the value shown as the top colour of --map (default: the map's maximum); fix it to "
+                        "compare the maps of different pairs")
+    p.add_argument("--overlay", action="store_true", help="draw the --map colours half-transparent over image A")
     p.add_argument("--force", action="store_true", help="overwrite an existing --map file")
     p.set_defaults(func=_run_compare)
     return p
@@ -254,6 +259,9 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _run_compare(args: argparse.Namespace) -> int:
     mode = args.mode
+    for flag, value in (("--map-max", args.map_max), ("--overlay", args.overlay)):
+        if value not in (None, False) and args.map is None:
+            raise UsageError(f"{flag} draws the heat map: add --map OUT.png")
     if args.map is not None:
         if mode not in (None, "spatial"):
             raise UsageError(f"--map needs the spatial mode, not --mode {mode}; drop --mode or use --mode spatial")
@@ -264,7 +272,8 @@ def _run_compare(args: argparse.Namespace) -> int:
     import torch
 
     from .api import load
-    from .images import decode_image, save_heatmap
+    from .images import decode_image
+    from .pictures import save_heatmap
 
     model = load(args.model, mode=mode, device=_device(args.device))
     if args.map is not None and model.card.default_mode != "spatial" and args.mode is None:
@@ -283,13 +292,17 @@ def _run_compare(args: argparse.Namespace) -> int:
         else:
             heat = model(x, y, spatial=True, resize=args.resize)[0, 0]
             dist = float(heat.double().mean())
+    result = {"distance": dist, **_provenance(model), "a": str(args.a), "b": str(args.b)}
     if args.map is not None:
-        top = save_heatmap(heat, args.map, overwrite=args.force)
-        print(f"wrote {args.map} ({heat.shape[1]} x {heat.shape[0]} px, black 0 to yellow {top:.4g})", file=sys.stderr)
+        under = a.pixels if args.overlay else None
+        top = save_heatmap(heat, args.map, vmax=args.map_max, under=under, overwrite=args.force)
+        result["map"] = {"file": str(args.map), "max": top, "overlay": args.overlay}
+        print(f"wrote {args.map} (map {heat.shape[1]} x {heat.shape[0]} px, colour bar from black 0 to yellow "
+              f"{top:.4g})", file=sys.stderr)
     if args.json:
-        print(json.dumps({"distance": dist, **_provenance(model), "a": str(args.a), "b": str(args.b)}, indent=2))
+        print(json.dumps(result, indent=2))
     else:
-        print(f"{dist:.6g}")
+        print(f"{dist:.6g} ({result['model']}, {result['mode']})")
     return 0
 
 
@@ -331,7 +344,10 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write a row per pair: a, b, distance, error, model, mode, sha256")
     p.add_argument("--json", type=Path, metavar="FILE",
                    help="write the summary, the rows and the unpaired files as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite existing --csv / --json files")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="write one self-contained, offline HTML page: summary, histogram, the pairs with the "
+                        "largest and smallest distances with their heat maps, a sortable table of every pair")
+    p.add_argument("--force", action="store_true", help="overwrite existing --csv / --json / --report files")
     p.set_defaults(func=_run_dirs)
     return p
 
@@ -343,10 +359,14 @@ def _run_dirs(args: argparse.Namespace) -> int:
     for folder in (args.dir_a, args.dir_b):
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder")
-    _check_output(args.csv, args.force, "--csv")
-    _check_output(args.json, args.force, "--json")
-    if args.csv is not None and args.json is not None and args.csv.resolve() == args.json.resolve():
-        raise UsageError("--csv and --json name the same file")
+    outputs = {flag: path for flag, path in (("--csv", args.csv), ("--json", args.json), ("--report", args.report))
+               if path is not None}
+    for flag, path in outputs.items():
+        _check_output(path, args.force, flag)
+    if len({path.resolve() for path in outputs.values()}) < len(outputs):
+        raise UsageError(f"{' and '.join(outputs)} must name different files")
+    if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report {args.report}: the report is an HTML page; give a file name ending in .html")
     device = _device(args.device)
     files_a, files_b = _image_files(args.dir_a), _image_files(args.dir_b)
     common = sorted(files_a.keys() & files_b.keys())
@@ -380,8 +400,35 @@ def _run_dirs(args: argparse.Namespace) -> int:
                   "only_in_a": only_a, "only_in_b": only_b}
         with open(args.json, "w" if args.force else "x", encoding="utf-8") as f:
             f.write(json.dumps(result, indent=2) + "\n")
+    if args.report is not None:
+        _write_report(args, model, rows, common, info)
     _print_summary(summary, info)
     return 1 if failed else 0
+
+
+def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: list[_Row], names: list[str],
+                  info: dict[str, str]) -> None:
+    """The ``--report`` page; the pairs shown get a spatial heat map, on one scale."""
+    import torch
+
+    from .images import decode_image
+    from .pictures import SHOWN, Shown, write_report
+
+    scored = sorted((r for r in rows if r.error is None), key=lambda r: r.distance)
+    k = min(SHOWN, (len(scored) + 1) // 2)
+
+    def show(row: _Row) -> Shown:
+        a, b = (decode_image(p, max_pixels=args.max_pixels).pixels for p in (row.a, row.b))
+        device = model.input_mean.device
+        with torch.inference_mode():
+            heat = model(a[None].to(device), b[None].to(device), mode="spatial", spatial=True, resize=args.resize)
+        return Shown(str(row.a), str(row.b), row.distance, a, b, heat[0, 0].cpu())
+
+    write_report(args.report, rows=[(n, r.distance, r.error) for n, r in zip(names, rows)],
+                 largest=[show(r) for r in scored[::-1][:k]],
+                 smallest=[show(r) for r in scored[: min(SHOWN, len(scored) - k)]],
+                 info={"A": str(args.dir_a), "B": str(args.dir_b), **info},
+                 title=f"{args.dir_a} vs {args.dir_b}", overwrite=args.force)
 
 
 def _image_files(root: Path) -> dict[str, Path]:

@@ -29,14 +29,10 @@ for an image already opened with Pillow). The policy:
 
 Every problem with a file raises :class:`ImageError`, a ``ValueError`` whose message
 names the file and what is wrong.
-
-:func:`save_heatmap` writes an H x W map (e.g. ``model(x, y, spatial=True)[0, 0]``) as
-a colour PNG.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,23 +56,6 @@ GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;
 _WIDE_INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
-
-# An inferno-like colour map: 9 anchors at equal steps from 0 (black) to 1 (pale yellow),
-# ordered by lightness so that brighter always means a larger value.
-_HEAT_ANCHORS = torch.tensor(
-    [
-        (0, 0, 4),
-        (31, 12, 72),
-        (85, 15, 109),
-        (136, 34, 106),
-        (186, 54, 85),
-        (227, 89, 51),
-        (249, 140, 10),
-        (249, 201, 50),
-        (252, 255, 164),
-    ],
-    dtype=torch.float32,
-) / 255
 
 
 class ImageError(ValueError):
@@ -220,44 +199,3 @@ def _to_tensor(im: Image.Image, path: Path | str) -> Tensor:
         rgb8 = torch.from_numpy(np.array(im.convert("RGB")))
         return rgb8.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
     return grey.unsqueeze(0).repeat(3, 1, 1)
-
-
-def save_heatmap(map: Tensor, path: str | os.PathLike[str], *, overwrite: bool = False) -> float:
-    """Write an H x W map as a colour PNG, black (0) to pale yellow (the map's maximum).
-
-    Negative values are shown as 0; an all-zero map is all black.
-
-    Args:
-        map: H x W tensor, e.g. ``model(x, y, spatial=True)[0, 0]``.
-        path: the PNG file to write (must end in ``.png``).
-        overwrite: replace an existing file; otherwise an existing file raises ``FileExistsError``.
-
-    Returns:
-        The value shown as the top colour (the map's maximum).
-    """
-    if not isinstance(map, Tensor) or map.dim() != 2:
-        shape = tuple(map.shape) if isinstance(map, Tensor) else type(map).__name__
-        raise ValueError(f"map must be an H x W tensor, got {shape}; for a model's N x 1 x H x W output pass out[i, 0]")
-    if 0 in map.shape:
-        raise ValueError(f"map is empty (shape {tuple(map.shape)})")
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: a heat map is written as PNG; give a file name ending in .png")
-    values = map.detach().to("cpu", torch.float32).clamp_min(0)
-    if not torch.isfinite(values).all():
-        raise ValueError("map contains NaN or Inf values")
-    top = float(values.max())
-    pos = (values / top if top > 0 else values) * (len(_HEAT_ANCHORS) - 1)
-    low = pos.floor().long().clamp(max=len(_HEAT_ANCHORS) - 2)
-    frac = (pos - low).unsqueeze(-1)
-    rgb = _HEAT_ANCHORS[low] * (1 - frac) + _HEAT_ANCHORS[low + 1] * frac
-    buffer = io.BytesIO()
-    Image.fromarray((rgb * 255).round().to(torch.uint8).numpy()).save(buffer, format="PNG")
-    try:
-        with open(path, "wb" if overwrite else "xb") as f:
-            f.write(buffer.getvalue())
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} exists; pass overwrite=True (--force on the command line) to replace it"
-        ) from None
-    return top

@@ -18,6 +18,7 @@ from perceptual_sim import distance
 from perceptual_sim import weights as weights_module
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
+from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH
 
 H, W = 32, 48
 
@@ -49,7 +50,9 @@ def _api_distance(card: Path, a: Path, b: Path, **kwargs) -> float:
 def test_a_b_prints_the_api_distance(tiny_card, pair, tmp_path):
     result = _run(*pair, "--model", tiny_card, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert float(result.stdout) == pytest.approx(_api_distance(tiny_card, *pair), rel=1e-5)
+    number, names = result.stdout.split(" ", 1)
+    assert float(number) == pytest.approx(_api_distance(tiny_card, *pair), rel=1e-5)
+    assert names == "(tiny, spatial)\n"  # the model and mode beside the number
     assert result.stderr == ""
 
 
@@ -103,14 +106,14 @@ def test_map_is_a_size_of_a_and_is_never_overwritten(tiny_card, pair, tmp_path, 
     small = _save(tmp_path / "small.png", 3, size=(20, 30))
     heat = tmp_path / "heat.png"
     assert main([str(pair[0]), str(small), "--model", str(tiny_card), "--map", str(heat), "--resize"]) == 0
-    printed = float(capsys.readouterr().out)
+    printed = float(capsys.readouterr().out.split()[0])
     assert printed == pytest.approx(_api_distance(tiny_card, pair[0], small, resize=True), rel=1e-4)
-    assert Image.open(heat).size == (W, H)
+    assert Image.open(heat).size == (max(W, BAR_MIN_WIDTH), H + BAR_HEIGHT)  # A's size, and the colour bar
     before = heat.read_bytes()
     assert main([*map(str, pair), "--model", str(tiny_card), "--map", str(heat)]) == 2
     assert "exists" in capsys.readouterr().err and heat.read_bytes() == before
     assert main([*map(str, pair), "--model", str(tiny_card), "--map", str(heat), "--force"]) == 0
-    assert heat.read_bytes() != before and capsys.readouterr().err.startswith(f"wrote {heat} ({W} x {H} px")
+    assert heat.read_bytes() != before and capsys.readouterr().err.startswith(f"wrote {heat} (map {W} x {H} px")
     assert main([*map(str, pair), "--model", str(tiny_card), "--map", str(tmp_path / "m.png"), "--mode", "style"]) == 2
     assert capsys.readouterr().err.startswith("error: --map needs the spatial mode")
 

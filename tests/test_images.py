@@ -1,4 +1,4 @@
-"""images.py: every format and policy of load_image, its errors, and save_heatmap."""
+"""images.py: every format and policy of load_image, and its errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptual_sim.images import ImageError, decode_image, image_size, load_image, save_heatmap
+from perceptual_sim.images import ImageError, decode_image, image_size, load_image
 
 H, W = 24, 32  # not square, so that a transposition shows
 
@@ -211,33 +211,3 @@ def test_too_many_pixels(tmp_path, rgb):
     assert load_image(tmp_path / "big.png", max_pixels=H * W).shape == (3, H, W)
     with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
         load_image(tmp_path / "big.png", max_pixels=0)
-
-
-def test_heatmap_colours_size_and_overwrite(tmp_path):
-    heat = torch.zeros(H, W)
-    heat[0, 1] = 0.5
-    heat[0, 2] = 2.0
-    heat[0, 3] = -1.0
-    path = tmp_path / "map.png"
-    assert save_heatmap(heat, path) == 2.0
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.mode == "RGB" and im.size == (W, H)
-        out = np.asarray(im)
-    assert tuple(out[0, 0]) == (0, 0, 4) == tuple(out[0, 3])  # zero and negative: the darkest colour
-    assert tuple(out[0, 2]) == (252, 255, 164)  # the maximum: the lightest
-    assert tuple(out[0, 1]) == (85, 15, 109)  # a quarter of the maximum: the third of nine anchors
-    with pytest.raises(FileExistsError, match="--force"):
-        save_heatmap(torch.ones(H, W), path)
-    assert np.array_equal(np.asarray(Image.open(path)), out)  # untouched
-    save_heatmap(torch.zeros(4, 5), path, overwrite=True)
-    assert Image.open(path).size == (5, 4)
-
-
-def test_heatmap_rejects_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="H x W"):
-        save_heatmap(torch.zeros(1, 1, 4, 4), tmp_path / "m.png")
-    with pytest.raises(ValueError, match=r"\.png"):
-        save_heatmap(torch.zeros(4, 4), tmp_path / "m.jpg")
-    with pytest.raises(ValueError, match="NaN"):
-        save_heatmap(torch.full((4, 4), float("nan")), tmp_path / "m.png")
-    assert not any(tmp_path.iterdir())

@@ -1,0 +1,338 @@
+"""Pictures of distances: heat maps with a colour bar, and the self-contained HTML report of ``dirs``.
+
+:func:`render_heatmap` draws an H x W map (e.g. ``model(x, y, spatial=True)[0, 0]``, whose mean
+is the distance) in an inferno-like colour map, black (0) to pale yellow (the top of the
+scale: the map's maximum, or a fixed ``vmax`` so that maps of different pairs compare), with a
+labelled colour bar below it; optionally blended over image A. :func:`write_report` writes one
+HTML file that needs nothing else (images inlined, no network, no external script or style).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+# An inferno-like colour map: 9 anchors at equal steps from 0 (black) to 1 (pale yellow),
+# ordered by lightness so that brighter always means a larger value.
+_HEAT_ANCHORS = torch.tensor(
+    [
+        (0, 0, 4),
+        (31, 12, 72),
+        (85, 15, 109),
+        (136, 34, 106),
+        (186, 54, 85),
+        (227, 89, 51),
+        (249, 140, 10),
+        (249, 201, 50),
+        (252, 255, 164),
+    ],
+    dtype=torch.float32,
+) / 255
+
+BAR_HEIGHT = 36
+"""Pixels below the map holding the colour bar and its labels."""
+BAR_MIN_WIDTH = 200
+"""The picture is at least this wide, so that the colour bar's labels fit."""
+OVERLAY_ALPHA = 0.5
+"""Weight of the heat map's colours when blended over image A."""
+
+
+def colourise(values: Tensor, vmax: float) -> Tensor:
+    """H x W values as H x W x 3 colours in [0, 1]: 0 black, ``vmax`` and above pale yellow."""
+    pos = (values / vmax if vmax > 0 else torch.zeros_like(values)).clamp(0, 1) * (len(_HEAT_ANCHORS) - 1)
+    low = pos.floor().long().clamp(max=len(_HEAT_ANCHORS) - 2)
+    frac = (pos - low).unsqueeze(-1)
+    return _HEAT_ANCHORS[low] * (1 - frac) + _HEAT_ANCHORS[low + 1] * frac
+
+
+def render_heatmap(
+    map: Tensor, *, vmax: float | None = None, under: Tensor | None = None
+) -> tuple[Image.Image, float]:
+    """The map as an RGB picture with a colour bar below it, and the top of its scale.
+
+    Args:
+        map: H x W tensor. Negative values are shown as 0.
+        vmax: the value shown as the top colour; larger values are shown in it too (the bar's
+            label then ends in "+"). Default: the map's maximum.
+        under: 3 x H x W image in [0, 1] (image A) to blend the colours over, half and half.
+
+    Returns:
+        The picture (width ``max(W, BAR_MIN_WIDTH)``, height ``H + BAR_HEIGHT``) and ``vmax``.
+    """
+    if not isinstance(map, Tensor) or map.dim() != 2:
+        shape = tuple(map.shape) if isinstance(map, Tensor) else type(map).__name__
+        raise ValueError(f"map must be an H x W tensor, got {shape}; for a model's N x 1 x H x W output pass out[i, 0]")
+    if 0 in map.shape:
+        raise ValueError(f"map is empty (shape {tuple(map.shape)})")
+    values = map.detach().to("cpu", torch.float32).clamp_min(0)
+    if not torch.isfinite(values).all():
+        raise ValueError("map contains NaN or Inf values")
+    top = float(values.max())
+    if vmax is None:
+        vmax = top
+    elif not (math.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax must be a finite number > 0, got {vmax!r}")
+    rgb = colourise(values, vmax)
+    if under is not None:
+        if not isinstance(under, Tensor) or under.shape != (3, *map.shape):
+            shape = tuple(under.shape) if isinstance(under, Tensor) else type(under).__name__
+            raise ValueError(f"under must be a 3 x {map.shape[0]} x {map.shape[1]} image (the map's size), got {shape}")
+        rgb = (1 - OVERLAY_ALPHA) * under.detach().to("cpu", torch.float32).clamp(0, 1).permute(1, 2, 0) \
+            + OVERLAY_ALPHA * rgb
+    h, w = map.shape
+    canvas = Image.new("RGB", (max(w, BAR_MIN_WIDTH), h + BAR_HEIGHT), "white")
+    canvas.paste(Image.fromarray((rgb * 255).round().to(torch.uint8).numpy()), (0, 0))
+    _draw_bar(canvas, h, vmax, clipped=top > vmax)
+    return canvas, vmax
+
+
+def _draw_bar(canvas: Image.Image, top_y: int, vmax: float, *, clipped: bool) -> None:
+    """A gradient from 0 to ``vmax`` across the canvas below ``top_y``, with 0, vmax/2 and vmax labelled."""
+    left, right = 6, canvas.width - 6
+    ramp = colourise(torch.linspace(0, vmax, right - left).unsqueeze(0), vmax)
+    bar = Image.fromarray((ramp * 255).round().to(torch.uint8).numpy()).resize((right - left, 10), Image.NEAREST)
+    canvas.paste(bar, (left, top_y + 5))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=11)
+    y = top_y + 19
+    labels = [("0", left, "la"), (f"{vmax / 2:.3g}", (left + right) // 2, "ma"),
+              (f"{vmax:.3g}{'+' if clipped else ''}", right, "ra")]
+    for text, x, anchor in labels:
+        draw.text((x, y), text, fill="black", font=font, anchor=anchor)
+
+
+def save_heatmap(
+    map: Tensor, path: str | os.PathLike[str], *, vmax: float | None = None, under: Tensor | None = None,
+    overwrite: bool = False,
+) -> float:
+    """Write :func:`render_heatmap`'s picture as a PNG; returns the top of its scale.
+
+    An existing file raises ``FileExistsError`` unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: a heat map is written as PNG; give a file name ending in .png")
+    picture, vmax = render_heatmap(map, vmax=vmax, under=under)
+    data = _png(picture)
+    try:
+        with open(path, "wb" if overwrite else "xb") as f:
+            f.write(data)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force on the command line) to replace it") from None
+    return vmax
+
+
+def _png(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- the HTML report
+THUMBNAIL = 256
+"""Pictures in the report are at most this many pixels on a side."""
+SHOWN = 5
+"""Pairs shown with their pictures at each end (largest and smallest distances)."""
+HISTOGRAM_BINS = 20
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A pair shown with its pictures: images A and B (3 x H x W in [0, 1]) and its spatial map."""
+
+    a: str
+    b: str
+    distance: float
+    image_a: Tensor
+    image_b: Tensor
+    map: Tensor
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    *,
+    rows: Sequence[tuple[str, float | None, str | None]],
+    largest: Sequence[Shown],
+    smallest: Sequence[Shown],
+    info: dict[str, str],
+    title: str,
+    overwrite: bool = False,
+) -> None:
+    """Write the ``dirs`` report: one offline HTML file.
+
+    Args:
+        rows: every pair as (its name, e.g. the relative path; distance or None; error or None).
+        largest, smallest: the pairs shown with their pictures (heat maps on one common scale).
+        info: the model, mode, sha256 and version.
+        title: the page title, e.g. ``DIR_A vs DIR_B``.
+    """
+    shown = [*largest, *smallest]
+    vmax = max((float(s.map.max()) for s in shown), default=0.0) or 1.0
+    scores = [d for _, d, _ in rows if d is not None]
+    page = _PAGE.format(
+        title=html.escape(title),
+        info="".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+                     for k, v in info.items()),
+        summary=_summary_table(scores, len(rows) - len(scores)),
+        histogram=_histogram(scores),
+        largest=_gallery(largest, vmax, info),
+        smallest=_gallery(smallest, vmax, info),
+        maps_note=("" if info.get("mode") == "spatial" else
+                   f"<p>The heat maps show the spatial distance; the scores are the {html.escape(info['mode'])} "
+                   "distance.</p>"),
+        vmax=f"{vmax:.4g}",
+        rows="\n".join(_row(i, *row) for i, row in enumerate(rows, 1)),
+        script=_SCRIPT,
+    )
+    with open(path, "w" if overwrite else "x", encoding="utf-8") as f:
+        f.write(page)
+
+
+def _summary_table(scores: list[float], failed: int) -> str:
+    cells = [("pairs scored", f"{len(scores)}"), ("pairs failed", f"{failed}")]
+    if scores:
+        q = np.quantile(scores, [0.1, 0.9])
+        cells += [("mean", f"{statistics.fmean(scores):.6g}"), ("median", f"{statistics.median(scores):.6g}"),
+                  ("standard deviation", f"{statistics.pstdev(scores):.6g}"), ("min", f"{min(scores):.6g}"),
+                  ("10th percentile", f"{q[0]:.6g}"), ("90th percentile", f"{q[1]:.6g}"), ("max", f"{max(scores):.6g}")]
+    return "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in cells)
+
+
+def _histogram(scores: list[float]) -> str:
+    """An inline SVG histogram of the distances."""
+    if not scores:
+        return "<p>No pair was scored.</p>"
+    lo, hi = min(scores), max(scores)
+    counts, edges = np.histogram(scores, bins=HISTOGRAM_BINS, range=(lo, hi if hi > lo else lo + 1e-12))
+    width, height, pad = 640, 200, 36
+    bar_w = (width - 2 * pad) / HISTOGRAM_BINS
+    top = max(int(counts.max()), 1)
+    bars = []
+    for i, c in enumerate(counts):
+        h = (height - 2 * pad) * c / top
+        x, y = pad + i * bar_w, height - pad - h
+        bars.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}" fill="#b5367a">'
+                    f"<title>{edges[i]:.4g} to {edges[i + 1]:.4g}: {c} pairs</title></rect>")
+    axis = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="black"/>'
+            f'<text x="{pad}" y="{height - pad + 16}" font-size="12">{lo:.4g}</text>'
+            f'<text x="{width - pad}" y="{height - pad + 16}" font-size="12" text-anchor="end">{hi:.4g}</text>'
+            f'<text x="{width / 2}" y="{height - 4}" font-size="12" text-anchor="middle">distance</text>'
+            f'<text x="{pad - 4}" y="{pad}" font-size="12" text-anchor="end">{top}</text>')
+    return (f'<svg id="histogram" width="{width}" height="{height}" role="img" '
+            f'aria-label="histogram of {len(scores)} distances">{"".join(bars)}{axis}</svg>')
+
+
+def _data_uri(picture: Image.Image) -> str:
+    picture = picture.copy()
+    picture.thumbnail((THUMBNAIL, THUMBNAIL + BAR_HEIGHT), Image.LANCZOS)
+    return "data:image/png;base64," + base64.b64encode(_png(picture)).decode("ascii")
+
+
+def _image(pixels: Tensor) -> Image.Image:
+    return Image.fromarray((pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+
+
+def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, str]) -> str:
+    if not pairs:
+        return "<p>None.</p>"
+    items = []
+    for s in pairs:
+        heat, _ = render_heatmap(s.map, vmax=vmax)
+        figures = [(_image(s.image_a), f"A: {s.a}"), (_image(s.image_b), f"B: {s.b}"),
+                   (heat, f"where they differ ({info.get('model', '')}, spatial)")]
+        cells = "".join(f'<figure><img src="{_data_uri(im)}" alt="{html.escape(caption)}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>" for im, caption in figures)
+        items.append(f'<div class="pair"><h3>distance {s.distance:.6g}</h3><div class="row">{cells}</div></div>')
+    return "\n".join(items)
+
+
+def _row(i: int, name: str, distance: float | None, error: str | None) -> str:
+    shown = "" if distance is None else f"{distance:.6g}"
+    value = "" if distance is None else repr(distance)
+    return (f'<tr><td data-value="{i}">{i}</td><td>{html.escape(name)}</td>'
+            f'<td data-value="{value}">{shown}</td><td>{html.escape(error or "")}</td></tr>')
+
+
+_SCRIPT = """
+document.querySelectorAll("#pairs th").forEach(function (th, column) {
+  th.addEventListener("click", function () {
+    var body = document.querySelector("#pairs tbody");
+    var ascending = th.getAttribute("aria-sort") !== "ascending";
+    document.querySelectorAll("#pairs th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+    var numeric = th.dataset.type === "number";
+    function key(row) {
+      var cell = row.children[column];
+      return numeric ? cell.dataset.value : cell.textContent;
+    }
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (r, s) {
+      var a = key(r), b = key(s);
+      if (numeric) {
+        if (a === "" || b === "") { return (a === "") - (b === ""); }  // unscored pairs last either way
+        return ascending ? Number(a) - Number(b) : Number(b) - Number(a);
+      }
+      return ascending ? a.localeCompare(b) : b.localeCompare(a);
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  });
+});
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>perceptual-sim: {title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }}
+#pairs th {{ cursor: pointer; background: #f3f3f3; position: sticky; top: 0; }}
+#pairs th[aria-sort=ascending]::after {{ content: " \\25B2"; }}
+#pairs th[aria-sort=descending]::after {{ content: " \\25BC"; }}
+.row {{ display: flex; gap: 12px; flex-wrap: wrap; }}
+figure {{ margin: 0; }}
+figcaption {{ font-size: 12px; max-width: 256px; overflow-wrap: anywhere; }}
+code {{ font-size: 12px; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<table id="info">{info}</table>
+<h2>Summary</h2>
+<table id="summary">{summary}</table>
+<h2>Distribution of distances</h2>
+{histogram}
+<h2>Largest distances</h2>
+{maps_note}<p>Heat maps share one scale, from 0 (black) to {vmax} (pale yellow).</p>
+<div id="largest">{largest}</div>
+<h2>Smallest distances</h2>
+<div id="smallest">{smallest}</div>
+<h2>Every pair</h2>
+<p>Click a column's title to sort by it.</p>
+<table id="pairs">
+<thead><tr><th data-type="number">#</th><th>image</th><th data-type="number">distance</th><th>error</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+<script>{script}</script>
+</body>
+</html>
+"""
+
