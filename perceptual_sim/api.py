@@ -37,8 +37,8 @@ def load(
 
     ``options`` go to the constructor (``precision``, ``batch_pixels``, ``validate``, ``compile``).
     """
-    name = model or DEFAULT_MODEL
-    device = parse_device(device) if isinstance(device, str) else torch.device(device)
+    name = DEFAULT_MODEL if model is None else model  # "" is an error, not the default
+    device = parse_device(device if isinstance(device, str) else str(device))
     key = (name, mode, str(device), dtype, tuple(sorted(options.items())))
     with _lock:
         module = _cache.get(key)

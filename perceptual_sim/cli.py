@@ -19,6 +19,7 @@ import argparse
 import csv
 import difflib
 import importlib
+import io
 import json
 import os
 import statistics
@@ -136,12 +137,35 @@ def _error(message: str, code: int, *, every_rank: bool = True) -> int:
         if not every_rank:
             return code
         message = f"rank {distributed.rank()}: {message}"
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {_safe(message)}", file=sys.stderr)
     return code
 
 
 def _note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
+    print(f"note: {_safe(message)}", file=sys.stderr)
+
+
+def _safe(text: str) -> str:
+    """``text`` fit for a terminal, CSV or JSON, on one line: a byte of a file name that was not
+    UTF-8 shows as ``\\xNN``; control, format and line-break characters as ``\\xNN`` / ``\\uNNNN``."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def _cell(text: object) -> str:
+    """A CSV text cell: :func:`_safe`, and a leading ``'`` where a spreadsheet would read a formula."""
+    value = _safe(str(text))
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -182,8 +206,14 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+def _model_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a bundled name, a path or hf-hub:ORG/NAME, got an empty string")
+    return text
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", type=_model_name, default=None,
                    help=f"bundled name, path to a card .json or model folder, or hf-hub:ORG/NAME[@REV] "
                         f"(default {DEFAULT_MODEL})")
     p.add_argument("--mode", choices=MODES, default=None, help="distance (default: the model's)")
@@ -210,15 +240,30 @@ def _device(name: str) -> torch.device:
 
 
 def _check_output(path: Path | None, force: bool, flag: str) -> None:
-    """Refuse, before any work, an output file that exists (unless ``force``) or has no folder."""
+    """Refuse, before any work, an output that exists (a file, folder or link, even a dangling
+    one; a file or link only with ``force``) or whose folder is missing or not writable."""
     if path is None:
         return
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; give a file name")
-    if path.exists() and not force:
-        raise UsageError(f"{flag} {path} exists; choose another file or pass --force to overwrite it")
+    if os.path.lexists(path) and not force:
+        what = "is a link to nothing" if not path.exists() else "exists"
+        raise UsageError(f"{flag} {path} {what}; choose another file or pass --force to replace it")
     if not path.parent.is_dir():
         raise UsageError(f"the folder of {flag} {path} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in its folder {path.parent}")
+
+
+def _write_output(path: Path, text: str, force: bool, flag: str) -> None:
+    """Write an output atomically: readers and an interrupted run never see a half file."""
+    from .weights import write_atomic
+
+    try:
+        write_atomic(path, text.encode("utf-8"), overwrite=force)
+    except FileExistsError:
+        raise FileExistsError(f"{flag} {path} was created by something else while this run worked; it is kept "
+                              "(pass --force to replace it)") from None
 
 
 def _pair_problem(a: Path, b: Path, size_a: tuple[int, int], size_b: tuple[int, int],
@@ -292,15 +337,15 @@ def _run_compare(args: argparse.Namespace) -> int:
         else:
             heat = model(x, y, spatial=True, resize=args.resize)[0, 0]
             dist = float(heat.double().mean())
-    result = {"distance": dist, **_provenance(model), "a": str(args.a), "b": str(args.b)}
+    result = {"distance": dist, **_provenance(model), "a": _safe(str(args.a)), "b": _safe(str(args.b))}
     if args.map is not None:
         under = a.pixels if args.overlay else None
         top = save_heatmap(heat, args.map, vmax=args.map_max, under=under, overwrite=args.force)
-        result["map"] = {"file": str(args.map), "max": top, "overlay": args.overlay}
-        print(f"wrote {args.map} (map {heat.shape[1]} x {heat.shape[0]} px, colour bar from black 0 to yellow "
+        result["map"] = {"file": _safe(str(args.map)), "max": top, "overlay": args.overlay}
+        print(f"wrote {_safe(str(args.map))} (map {heat.shape[1]} x {heat.shape[0]} px, colour bar from black 0 to yellow "
               f"{top:.4g})", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
     else:
         print(f"{dist:.6g} ({result['model']}, {result['mode']})")
     return 0
@@ -331,9 +376,13 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "dirs", description="Score every image of DIR_A against the image at the same relative path in DIR_B "
-                    f"(searched recursively; {', '.join(IMAGE_SUFFIXES)}). Prints a summary; files that fail are "
-                    "reported and skipped (exit code 1). Runs unchanged under torchrun: each process scores a share "
-                    "of the batches and rank 0 writes the results.")
+                    f"(searched recursively, at any depth; {', '.join(IMAGE_SUFFIXES)}; hidden names and linked "
+                    "folders skipped). Prints a summary; pairs that fail, unreadable folders and (unless "
+                    "--allow-unpaired) files without a counterpart are reported, the rest scored, and the exit "
+                    "code is 1. Names are shown with control characters and bytes that are not UTF-8 escaped "
+                    "(\\xNN); CSV cells that would start a spreadsheet formula get a leading '. Outputs are "
+                    "checked before any work and written atomically. Runs unchanged under torchrun: each process "
+                    "scores a share of the batches and rank 0 writes the results.")
     p.add_argument("dir_a", type=Path, metavar="DIR_A", help="reference images")
     p.add_argument("dir_b", type=Path, metavar="DIR_B", help="images compared with DIR_A's")
     _add_model_options(p)
@@ -348,6 +397,8 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="write one self-contained, offline HTML page: summary, histogram, the pairs with the "
                         "largest and smallest distances with their heat maps, a sortable table of every pair")
     p.add_argument("--force", action="store_true", help="overwrite existing --csv / --json / --report files")
+    p.add_argument("--allow-unpaired", action="store_true",
+                   help="files without a counterpart in the other folder are expected: list them, exit 0")
     p.set_defaults(func=_run_dirs)
     return p
 
@@ -368,11 +419,15 @@ def _run_dirs(args: argparse.Namespace) -> int:
     if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--report {args.report}: the report is an HTML page; give a file name ending in .html")
     device = _device(args.device)
-    files_a, files_b = _image_files(args.dir_a), _image_files(args.dir_b)
+    (files_a, unreadable_a), (files_b, unreadable_b) = _image_files(args.dir_a), _image_files(args.dir_b)
     common = sorted(files_a.keys() & files_b.keys())
     only_a, only_b = sorted(files_a.keys() - files_b.keys()), sorted(files_b.keys() - files_a.keys())
-    _list_paths(f"files in {args.dir_a} only (no counterpart in {args.dir_b})", only_a)
-    _list_paths(f"files in {args.dir_b} only (no counterpart in {args.dir_a})", only_b)
+    unpaired = "warning" if args.allow_unpaired else "error"
+    _list_paths(f"files in {args.dir_a} only (no counterpart in {args.dir_b})", only_a, prefix=unpaired)
+    _list_paths(f"files in {args.dir_b} only (no counterpart in {args.dir_a})", only_b, prefix=unpaired)
+    _list_paths("folders that could not be read (their files are missing from the pairs)",
+                unreadable_a + unreadable_b, prefix="error")
+    problems = bool(unreadable_a or unreadable_b or ((only_a or only_b) and not args.allow_unpaired))
     if not common:
         raise ValueError(f"no image pairs: {args.dir_a} has {len(files_a)} images, {args.dir_b} has {len(files_b)}, "
                          "and none share a relative path")
@@ -381,29 +436,36 @@ def _run_dirs(args: argparse.Namespace) -> int:
         model = load(args.model, mode=args.mode, device=device)
         _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
     failed = [r for r in rows if r.error is not None]
+    status = 1 if failed or problems else 0
     if not distributed.is_main():
-        return 1 if failed else 0
+        return status
     _list_paths("pairs that could not be scored", [r.error for r in failed], prefix="error")
     scored = [r for r in rows if r.error is None]
     summary = _summary(scored, len(failed))
     info = _provenance(model)
     if args.csv is not None:
-        with open(args.csv, "w" if args.force else "x", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["a", "b", "distance", "error", "model", "mode", "sha256"])
-            for r in rows:
-                dist = "" if r.distance is None else repr(r.distance)
-                writer.writerow([r.a, r.b, dist, r.error or "", info["model"], info["mode"], info["sha256"]])
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(["a", "b", "distance", "error", "model", "mode", "sha256"])
+        for r in rows:
+            dist = "" if r.distance is None else repr(r.distance)
+            writer.writerow([_cell(r.a), _cell(r.b), dist, _cell(r.error or ""), _cell(info["model"]), info["mode"],
+                             info["sha256"]])
+        _write_output(args.csv, text.getvalue(), args.force, "--csv")
     if args.json is not None:
-        result = {**info, "a": str(args.dir_a), "b": str(args.dir_b), "summary": summary,
-                  "pairs": [{**asdict(r), "a": str(r.a), "b": str(r.b)} for r in rows],
-                  "only_in_a": only_a, "only_in_b": only_b}
-        with open(args.json, "w" if args.force else "x", encoding="utf-8") as f:
-            f.write(json.dumps(result, indent=2) + "\n")
+        result = {**info, "a": _safe(str(args.dir_a)), "b": _safe(str(args.dir_b)), "summary": summary,
+                  "pairs": [{**asdict(r), "a": _safe(str(r.a)), "b": _safe(str(r.b)),
+                             "error": None if r.error is None else _safe(r.error)} for r in rows],
+                  "only_in_a": [_safe(n) for n in only_a], "only_in_b": [_safe(n) for n in only_b],
+                  "unreadable_folders": [_safe(n) for n in unreadable_a + unreadable_b]}
+        _write_output(args.json, json.dumps(result, indent=2, allow_nan=False) + "\n", args.force, "--json")
     if args.report is not None:
         _write_report(args, model, rows, common, info)
     _print_summary(summary, info)
-    return 1 if failed else 0
+    if (only_a or only_b) and not args.allow_unpaired:
+        _error(f"{len(only_a) + len(only_b)} files have no counterpart (listed above); pass --allow-unpaired if "
+               "that is expected", 1)
+    return status
 
 
 def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: list[_Row], names: list[str],
@@ -422,26 +484,43 @@ def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: lis
         device = model.input_mean.device
         with torch.inference_mode():
             heat = model(a[None].to(device), b[None].to(device), mode="spatial", spatial=True, resize=args.resize)
-        return Shown(str(row.a), str(row.b), row.distance, a, b, heat[0, 0].cpu())
+        return Shown(_safe(str(row.a)), _safe(str(row.b)), row.distance, a, b, heat[0, 0].cpu())
 
-    write_report(args.report, rows=[(n, r.distance, r.error) for n, r in zip(names, rows)],
+    write_report(args.report, rows=[(_safe(n), r.distance, r.error and _safe(r.error)) for n, r in zip(names, rows)],
                  largest=[show(r) for r in scored[::-1][:k]],
                  smallest=[show(r) for r in scored[: min(SHOWN, len(scored) - k)]],
-                 info={"A": str(args.dir_a), "B": str(args.dir_b), **info},
-                 title=f"{args.dir_a} vs {args.dir_b}", overwrite=args.force)
+                 info={"A": _safe(str(args.dir_a)), "B": _safe(str(args.dir_b)), **info},
+                 title=_safe(f"{args.dir_a} vs {args.dir_b}"), overwrite=args.force)
 
 
-def _image_files(root: Path) -> dict[str, Path]:
-    """Image files under ``root`` (recursive, hidden names skipped), keyed by relative POSIX path."""
+def _image_files(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """Image files under ``root``, keyed by relative POSIX path, and the folders that could not be
+    read (with why). Hidden names and linked folders are skipped; the walk keeps its own stack,
+    so any depth the file system allows is walked."""
     from .images import IMAGE_SUFFIXES
 
-    out = {}
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        hidden = any(part.startswith(".") for part in rel.parts)
-        if path.suffix.lower() in IMAGE_SUFFIXES and not hidden and path.is_file():
-            out[rel.as_posix()] = path
-    return out
+    out: dict[str, Path] = {}
+    unreadable: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            unreadable.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), f"{rel}{entry.name}/"))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                    out[rel + entry.name] = Path(entry.path)
+            except OSError as exc:
+                unreadable.append(f"{entry.path}: {exc.strerror or exc}")
+    return out, unreadable
 
 
 def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> None:
@@ -449,9 +528,9 @@ def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> No
 
     if not items or not distributed.is_main():
         return
-    print(f"{prefix}: {title} ({len(items)}):", file=sys.stderr)
+    print(f"{prefix}: {_safe(title)} ({len(items)}):", file=sys.stderr)
     for item in items[:_LISTED]:
-        print(f"  {item}", file=sys.stderr)
+        print(f"  {_safe(item)}", file=sys.stderr)
     if len(items) > _LISTED:
         print(f"  ... and {len(items) - _LISTED} more", file=sys.stderr)
 
@@ -467,14 +546,14 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
     from tqdm import tqdm
 
     from . import distributed
-    from .images import ImageError, image_size
+    from .images import image_size
 
     groups: dict[tuple[tuple[int, int], tuple[int, int]], list[_Row]] = {}
     for row in rows:
         try:
             sizes = image_size(row.a, max_pixels=max_pixels), image_size(row.b, max_pixels=max_pixels)
-        except ImageError as exc:
-            row.error = str(exc)
+        except Exception as exc:  # ImageError, and whatever else a header parser can raise
+            row.error = str(exc) if isinstance(exc, ValueError) else f"{row.a} / {row.b}: {type(exc).__name__}: {exc}"
             continue
         groups.setdefault(sizes, []).append(row)
     batches = []
@@ -502,29 +581,45 @@ def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resi
 
 def _score_batch(model: PerceptualDistance, rows: list[_Row], *, resize: bool, max_pixels: int,
                  grey: list[Path]) -> None:
-    """Decode, check and score ``rows``, batching pairs of equal decoded sizes."""
-    import torch
+    """Decode, check and score ``rows``, batching pairs of equal decoded sizes. A failure (of the
+    decoder, or of the model on a batch: a size it refuses, a distance that is not finite) is
+    recorded for the pairs it concerns: a failed batch is scored again pair by pair."""
 
-    from .images import ImageError, decode_image
+    from .images import decode_image
 
     batches: dict[tuple[torch.Size, torch.Size], list[tuple[_Row, DecodedImage, DecodedImage]]] = {}
     for row in rows:
         try:
             a, b = decode_image(row.a, max_pixels=max_pixels), decode_image(row.b, max_pixels=max_pixels)
-        except ImageError as exc:
-            row.error = str(exc)
+        except Exception as exc:  # ImageError, and whatever else a decoder can raise (MemoryError, ...)
+            row.error = str(exc) if isinstance(exc, ValueError) else f"{row.a} / {row.b}: {type(exc).__name__}: {exc}"
             continue
         row.error = _pair_problem(row.a, row.b, tuple(a.pixels.shape[1:]), tuple(b.pixels.shape[1:]),
                                   resize, model.card.min_size)
         if row.error is None:
             grey.extend(p for p, img in ((row.a, a), (row.b, b)) if img.grey)
             batches.setdefault((a.pixels.shape, b.pixels.shape), []).append((row, a, b))
-    device = model.input_mean.device
     for items in batches.values():
-        x = torch.stack([a.pixels for _, a, _ in items]).to(device)
-        y = torch.stack([b.pixels for _, _, b in items]).to(device)
-        for (row, _, _), dist in zip(items, model(x, y, resize=resize).double().cpu().tolist()):
-            row.distance = dist
+        try:
+            _score_items(model, items, resize)
+        except Exception:
+            for item in items:
+                try:
+                    _score_items(model, [item], resize)
+                except Exception as exc:  # the model's ValueError, or torch's errors on this pair
+                    why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                    item[0].error = f"{item[0].a} / {item[0].b}: {why}"
+
+
+def _score_items(model: PerceptualDistance, items: list[tuple[_Row, DecodedImage, DecodedImage]],
+                 resize: bool) -> None:
+    import torch
+
+    device = model.input_mean.device
+    x = torch.stack([a.pixels for _, a, _ in items]).to(device)
+    y = torch.stack([b.pixels for _, _, b in items]).to(device)
+    for (row, _, _), dist in zip(items, model(x, y, resize=resize).double().cpu().tolist()):
+        row.distance = dist
 
 
 def _summary(scored: list[_Row], failed: int) -> dict[str, Any]:
@@ -534,7 +629,7 @@ def _summary(scored: list[_Row], failed: int) -> dict[str, Any]:
     lo, hi = min(scored, key=lambda r: r.distance), max(scored, key=lambda r: r.distance)
     return {"count": len(values), "failed": failed, "mean": statistics.fmean(values),
             "median": statistics.median(values), "min": lo.distance, "max": hi.distance,
-            "min_file": str(lo.b), "max_file": str(hi.b)}
+            "min_file": _safe(str(lo.b)), "max_file": _safe(str(hi.b))}
 
 
 def _print_summary(summary: dict[str, Any], info: dict[str, str]) -> None:

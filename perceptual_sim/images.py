@@ -3,8 +3,10 @@
 :func:`load_image` gives a 3 x H x W float32 tensor in [0, 1] (:func:`pil_to_tensor` the same
 for an image already opened with Pillow). The policy:
 
-- **Formats:** whatever Pillow decodes; PNG, JPEG, WebP, BMP and TIFF are tested. An
-  animated or multi-page file gives its first frame.
+- **Formats:** PNG, JPEG, WebP, BMP and TIFF only (:data:`DECODED_FORMATS`): Pillow picks a
+  decoder from the file's content, and its other decoders (PostScript through Ghostscript,
+  GIF, PSD, ...) are never offered a file, whatever its name. An animated or multi-page file
+  gives its first frame.
 - **Whole decode:** every pixel is decoded before the tensor is returned, so a truncated
   or corrupt file is an error, never a partly grey image (Pillow's
   ``LOAD_TRUNCATED_IMAGES`` stays off).
@@ -46,6 +48,9 @@ from torch import Tensor
 
 MAX_PIXELS = 64_000_000
 """Default limit on width x height (a 64-megapixel image is 768 MB as float32 RGB)."""
+
+DECODED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+"""The Pillow formats files are decoded as (JPEG includes its multi-picture variant, MPO)."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 """File name endings treated as images when scanning folders (compared in lower case)."""
@@ -129,14 +134,16 @@ def _open(path: Path, max_pixels: int) -> Iterator[Image.Image]:
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a regular file (a FIFO, device or socket), not an image file")
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
-        im = Image.open(path)
+        im = Image.open(path, formats=DECODED_FORMATS)
     except UnidentifiedImageError:
         raise ImageError(
-            f"{path}: not an image that Pillow can read (an unknown format, a damaged header, or zero "
-            "width or height); PNG, JPEG, WebP, BMP and TIFF are supported"
+            f"{path}: not an image in a format decoded here (PNG, JPEG, WebP, BMP or TIFF; others such as "
+            "GIF or PostScript are refused whatever the file's name), or a damaged header, or zero width or height"
         ) from None
     except Image.DecompressionBombError as exc:
         raise ImageError(

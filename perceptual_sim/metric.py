@@ -69,7 +69,8 @@ class PerceptualDistance(nn.Module):
             variable ``PERCEPTUAL_SIM_COMPILE=1``.
         max_model_bytes: refuse, before building it, a card whose architecture arguments ask for
             more memory than this (float32 parameters plus the activations of one 256 x 256
-            image, estimated from the arguments; default 4 GiB). Raise it for a card you trust.
+            image, estimated from the arguments). Default: the environment variable
+            ``PERCEPTUAL_SIM_MAX_MODEL_BYTES``, else 4 GiB. Raise it for a card you trust.
 
     A pair larger than ``batch_pixels`` is evaluated in tiles with a halo covering the
     backbone's receptive field (not ViTs: their attention is global), so peak memory follows
@@ -85,7 +86,7 @@ class PerceptualDistance(nn.Module):
         batch_pixels: int | None = None,
         validate: bool = True,
         compile: bool | None = None,
-        max_model_bytes: int = MAX_MODEL_BYTES,
+        max_model_bytes: int | None = None,
     ) -> None:
         super().__init__()
         mode = mode or card.default_mode
@@ -95,13 +96,16 @@ class PerceptualDistance(nn.Module):
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if batch_pixels is not None and batch_pixels < 1:
             raise ValueError(f"batch_pixels must be positive, got {batch_pixels}")
+        if max_model_bytes is None:
+            max_model_bytes = _env_bytes("PERCEPTUAL_SIM_MAX_MODEL_BYTES", MAX_MODEL_BYTES)
         need, params, acts = estimate(card.arch, check_arch_args(card.arch, card.arch_args))
         if need > max_model_bytes:
             raise ValueError(
                 f"model {card.name!r} would need about {need / 2**30:.3g} GiB ({params:,} parameters and "
                 f"{acts:,} activations for one {ESTIMATE_SIZE} x {ESTIMATE_SIZE} image, float32), more than "
                 f"max_model_bytes={max_model_bytes:,}: its card's arch_args {card.arch_args} ask for that. "
-                "If you trust the card, pass a larger max_model_bytes (--max-model-bytes on the command line)."
+                "If you trust the card, pass a larger max_model_bytes (or set PERCEPTUAL_SIM_MAX_MODEL_BYTES, "
+                "which the command line reads)."
             )
         self.card = card
         self.mode = mode
@@ -443,6 +447,19 @@ class PerceptualDistance(nn.Module):
             for a, b in zip(ea[1:], eb[1:]):
                 out = out + squared_cdist(a, b)
         return out
+
+
+def _env_bytes(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: expected a positive number of bytes, e.g. {8 << 30} for 8 GiB")
+    return value
 
 
 class _StraightThroughClamp(torch.autograd.Function):

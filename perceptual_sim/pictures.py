@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from .weights import write_atomic
+
 # An inferno-like colour map: 9 anchors at equal steps from 0 (black) to 1 (pale yellow),
 # ordered by lightness so that brighter always means a larger value.
 _HEAT_ANCHORS = torch.tensor(
@@ -127,8 +129,7 @@ def save_heatmap(
     picture, vmax = render_heatmap(map, vmax=vmax, under=under)
     data = _png(picture)
     try:
-        with open(path, "wb" if overwrite else "xb") as f:
-            f.write(data)
+        write_atomic(path, data, overwrite=overwrite)  # never a half-written file
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--force on the command line) to replace it") from None
     return vmax
@@ -196,8 +197,10 @@ def write_report(
         rows="\n".join(_row(i, *row) for i, row in enumerate(rows, 1)),
         script=_SCRIPT,
     )
-    with open(path, "w" if overwrite else "x", encoding="utf-8") as f:
-        f.write(page)
+    try:
+        write_atomic(Path(path), page.encode("utf-8"), overwrite=overwrite)  # never a half-written page
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force on the command line) to replace it") from None
 
 
 def _summary_table(scores: list[float], failed: int) -> str:
