@@ -176,11 +176,17 @@ def test_bad_inputs_are_refused_with_a_named_reason(models, x, y, kwargs, error,
         models["resnet"](x, y, **kwargs)
 
 
-def test_vit_needs_sizes_that_are_multiples_of_its_patch(models):
-    x = _img(1, 3, 36, 40)
-    message = "images are 36 x 40, but this ViT (patch 8) needs a height and width that are multiples of 8"
-    with pytest.raises(ValueError, match=re.escape(message)):
-        models["vit"](x, x)
+def test_vit_pads_sizes_that_are_not_multiples_of_its_patch(models):
+    vit = models["vit"]
+    x = _img(2, 3, 36, 42)
+    y = (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    padded = [torch.nn.functional.pad(t, (0, 6, 0, 4), mode="reflect") for t in (x, y)]
+    maps = vit.embed(x).maps
+    assert maps[0].shape[-2:] == (5, 6)  # ceil(36 / 8) x ceil(42 / 8) patches
+    torch.testing.assert_close(maps[0], vit.embed(padded[0]).maps[0])
+    d = vit(x, y)
+    assert torch.isfinite(d).all() and (d > 0).all()
+    assert vit(x, x).abs().max() == 0
 
 
 @pytest.mark.parametrize("arch", ["resnet", "vit"])

@@ -13,7 +13,8 @@ class NarrowViT(nn.Module):
     Args:
         patch_size: 4 or 8 at 64 px.
         embed_dim, depth, num_heads, mlp_ratio: as in timm.
-        img_size: training size; other sizes work (``dynamic_img_size``).
+        img_size: training size; other sizes work (``dynamic_img_size``); a height or width that
+            is not a multiple of the patch is reflect-padded at the bottom and right to whole patches.
         tokens: ``patch`` taps each block's patch tokens as an N x C x h x w map;
             ``cls`` taps each block's CLS token as an N x C x 1 x 1 map (K22's choice).
         num_classes: classifier size; 0 (the metric's case) drops it.
@@ -51,11 +52,11 @@ class NarrowViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]
-        if h % self.patch_size or w % self.patch_size:
-            raise ValueError(
-                f"images are {h} x {w}, but this ViT (patch {self.patch_size}) needs a height and width that are "
-                f"multiples of {self.patch_size}: crop or resize them"
-            )
+        p = self.patch_size
+        if h % p or w % p:  # reflect-pad the bottom and right edges up to whole patches
+            pad_h, pad_w = -h % p, -w % p
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         taps = self.net.forward_intermediates(
             x, return_prefix_tokens=True, intermediates_only=True, output_fmt="NCHW"
         )

@@ -201,15 +201,16 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
 
 
 def _take(feats: list[Any], rows: list[int], batch_size: int) -> Any:
-    """Rows of features stored in chunks of ``batch_size`` (tensors or lists of tensors)."""
-    picked = [_index(feats[r // batch_size], r % batch_size) for r in rows]
-    if isinstance(picked[0], Tensor):
-        return torch.stack(picked)
-    return [torch.stack(layer) for layer in zip(*picked)]
+    """Rows of features stored in chunks of ``batch_size`` (tensors or nested lists of tensors)."""
+    return _stack([_index(feats[r // batch_size], r % batch_size) for r in rows])
 
 
 def _index(f: Any, i: int) -> Any:
-    return f[i] if isinstance(f, Tensor) else [t[i] for t in f]
+    return f[i] if isinstance(f, Tensor) else [_index(t, i) for t in f]
+
+
+def _stack(items: list[Any]) -> Any:
+    return torch.stack(items) if isinstance(items[0], Tensor) else [_stack(list(p)) for p in zip(*items)]
 
 
 def agreement(triplets: Triplets, d_a: np.ndarray, d_b: np.ndarray, held_out: np.ndarray, *,
