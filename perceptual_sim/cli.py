@@ -683,15 +683,13 @@ def add_download_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _run_download(args: argparse.Namespace) -> int:
     from .metric import PerceptualDistance
-    from .weights import load_tensors, resolve
 
     if args.name in DOWNLOADABLE:
         from .convert import REFERENCES, lpips_reference
 
         lpips_reference(*REFERENCES[args.name])
-    card, path = resolve(args.name)
-    PerceptualDistance(card).load_weights(load_tensors(card, path))
-    print(f"{card.name}: weights verified (sha256 {card.sha256}) at {path}")
+    model = PerceptualDistance.from_pretrained(args.name)  # every check; a Hub file failing one is evicted
+    print(f"{model.card.name}: weights verified (sha256 {model.card.sha256}) at {model.weights_path}")
     if args.name.startswith(HUB_PREFIX):
         print("cached for offline use: set HF_HUB_OFFLINE=1 to load it without a network")
     return 0

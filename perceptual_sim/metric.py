@@ -496,10 +496,11 @@ def _spatial_map(maps: Sequence[Tensor], terms: Tensor, size: tuple[int, int]) -
 
 def _range_message(name: str, vmin: float, vmax: float, lo: float, hi: float) -> str:
     msg = f"{name} has values in [{vmin:.4g}, {vmax:.4g}], outside the input range [{lo:g}, {hi:g}]. "
+    loss = " Optimising the images (a loss)? Pass out_of_range='clamp': clamped, with gradients passed through."
     if vmin >= lo - 0.05 * (hi - lo) and vmax <= hi + 0.05 * (hi - lo):
-        return msg + f"If that overshoot is expected (e.g. from resampling), clamp them: {name}.clamp({lo:g}, {hi:g})."
+        return msg + f"If that overshoot is expected (e.g. from resampling), clamp them: {name}.clamp({lo:g}, {hi:g})." + loss
     if vmin >= -1 - 1e-3 and vmax <= 1 + 1e-3 and (lo, hi) == (0.0, 1.0):
         return msg + "Images in [-1, 1] (as lpips expects)? Pass input_range=(-1, 1)."
-    if vmin >= 0 and vmax <= 255 + 1e-3:
+    if vmin >= 0 and 2 < vmax <= 255 + 1e-3:
         return msg + "Images in [0, 255]? Divide by 255, or pass a uint8 tensor."
-    return msg + "Rescale the images to the input range, or pass the range they use as input_range."
+    return msg + "Rescale the images to the input range, or pass the range they use as input_range." + loss
