@@ -29,7 +29,7 @@ pytest.importorskip("skimage")
 
 @pytest.fixture(scope="module")
 def photos() -> list[torch.Tensor]:
-    return skimage_photos()[:4]
+    return list(skimage_photos()[:4])
 
 
 def test_match_mse_hits_the_target():

@@ -134,6 +134,31 @@ def test_model_scores_every_mode_and_part(tmp_path, grey_tree, tiny):
             assert parts["all"]["ci"][0] <= parts["all"]["score"] <= parts["all"]["ci"][1]
 
 
+def test_matrix_path_equals_pair_path(tmp_path, grey_tree, tiny):
+    from perceptual_sim.evaluate.metrics import NetMetric
+    from perceptual_sim.evaluate.triplets import triplet_distances
+
+    class Pairs:  # the same metric without the N x N shortcut
+        def __init__(self, inner):
+            self.inner, self.name = inner, "pairs"
+
+        def features(self, x):
+            return self.inner.features(x)
+
+        def compare(self, fa, fb):
+            return self.inner.compare(fa, fb)
+
+    names = sorted(GREYS)
+    rows = [[names[i], names[(i + 1) % 5], names[(i + 2) % 5], 0.5] for i in range(5)]
+    t = read_triplets(_csv(tmp_path / "t.csv", ["ref", "a", "b", "p_b"], rows))
+    net = NetMetric(tiny)
+    fast = triplet_distances(net, t, grey_tree, 32, batch_size=2)
+    slow = triplet_distances(Pairs(net), t, grey_tree, 32, batch_size=2)
+    for mode in fast:
+        for f, s in zip(fast[mode], slow[mode]):
+            np.testing.assert_allclose(f, s, rtol=1e-4, atol=1e-7)
+
+
 def test_cli_eval_triplets(tmp_path, grey_tree, tiny_card, capsys):
     f = _csv(tmp_path / "t.csv", ["ref", "a", "b", "p_b"], [["mid.png", "light.png", "black.png", 0.2]])
     parser = argparse.ArgumentParser(prog="perceptual-sim")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..distances import MODES, layer_terms
-from ..metric import PerceptualDistance
+from ..metric import Features, PerceptualDistance
 
 
 class ProxyMetric(Protocol):
@@ -42,6 +42,14 @@ class NetMetric:
     def compare(self, fa: list[Tensor], fb: list[Tensor]) -> dict[str, Tensor]:
         return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1).cpu()
                 for m in self.modes}
+
+    def matrix(self, x: Tensor, batch_size: int) -> dict[str, Tensor]:
+        """{mode: N x N distances between all images of ``x``}, features computed once
+        (:meth:`PerceptualDistance.pairwise`)."""
+        parts = [self.model.embed(x[i : i + batch_size].to(self.model.input_mean.device))
+                 for i in range(0, len(x), batch_size)]
+        feats = Features([torch.cat(maps) for maps in zip(*(p.maps for p in parts))], parts[0].image_size)
+        return {m: self.model.pairwise(feats, feats, mode=m).cpu() for m in self.modes}
 
 
 class L2Metric:

@@ -13,6 +13,7 @@ Scores are fractions in [0, 1]; the mean is the unweighted mean over families.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -62,7 +63,7 @@ def match_mse(ref: Tensor, delta: Tensor, target: Tensor, *, t_max: float = 64.0
     reach = _mse(ref, make(hi))
     if (reach < target).any():
         raise ValueError("match_mse: the distortion cannot reach the target MSE within t_max")
-    for _ in range(60):
+    for _ in range(48):
         mid = (lo + hi) / 2
         low = _mse(ref, make(mid)) < target
         lo = torch.where(low, mid, lo)
@@ -339,7 +340,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 
 
 # ----------------------------------------------------------------------------------- sources
-def skimage_photos() -> list[Tensor]:
+@functools.lru_cache(maxsize=1)
+def skimage_photos() -> tuple[Tensor, ...]:
     """scikit-image's sample photographs (:data:`SKIMAGE_PHOTOS`) as 3 x H x W float tensors."""
     import importlib.util
 
@@ -348,7 +350,7 @@ def skimage_photos() -> list[Tensor]:
         raise ImportError("the psychophysics suite's default images come from scikit-image: "
                           "pip install 'perceptual-sim[eval]' (or pass a folder of photographs)")
     folder = Path(spec.origin).parent / "data"
-    return [load_image(folder / name) for name in SKIMAGE_PHOTOS]
+    return tuple(load_image(folder / name) for name in SKIMAGE_PHOTOS)
 
 
 def folder_photos(folder: Path, limit: int = 2000) -> list[Tensor]:
@@ -408,8 +410,13 @@ def decisions(d_a: Tensor, d_b: Tensor) -> Tensor:
 @torch.inference_mode()
 def score_metric(metric: ProxyMetric, *, sizes: Sequence[int] = (64, 256), per_family: int = 200, seed: int = 0,
                  families: Sequence[str] | None = None, photos: Sequence[Tensor] | None = None,
-                 batch_size: int = 50, info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per-family and mean agreement with the settled human answers, per size and mode."""
+                 batch_size: int = 50, info: dict[str, Any] | None = None,
+                 cache: dict[tuple[Any, ...], Any] | None = None) -> dict[str, Any]:
+    """Per-family and mean agreement with the settled human answers, per size and mode.
+
+    ``cache``: a dict that keeps the generated triplets between calls (to score several metrics
+    on the same photos without generating them again; about 2 GB at 100 per family).
+    """
     check_batch_size(batch_size)
     chosen = list(families or FAMILIES)
     unknown = sorted(set(chosen) - set(FAMILIES))
@@ -420,14 +427,19 @@ def score_metric(metric: ProxyMetric, *, sizes: Sequence[int] = (64, 256), per_f
         raise ValueError(f"sizes must be integers of at least 32 pixels, got {sizes}")
     if per_family < 1:
         raise ValueError(f"per_family must be at least 1, got {per_family}")
-    photos = list(photos) if photos is not None else skimage_photos()
+    photos = photos if photos is not None else skimage_photos()
     jobs = [(name, size, start) for size in sizes for name in chosen for start in range(0, per_family, batch_size)]
     mine = distributed.shard(jobs)
     results = []
     with progress(len(mine), f"{metric.name} psych", "chunk") as bar:
         for name, size, start in mine:
-            ref, a, b, variants = _chunk(FAMILIES[name], photos, size, min(batch_size, per_family - start), seed,
-                                         start // batch_size)
+            key = (name, size, min(batch_size, per_family - start), seed, start // batch_size, id(photos[0]))
+            if cache is not None and key in cache:
+                ref, a, b, variants = cache[key]
+            else:
+                ref, a, b, variants = _chunk(FAMILIES[name], photos, size, key[2], seed, key[4])
+                if cache is not None:
+                    cache[key] = (ref, a, b, variants)
             fr = metric.features(ref)
             da, db = metric.compare(fr, metric.features(a)), metric.compare(fr, metric.features(b))
             results.append(({m: decisions(da[m].cpu(), db[m].cpu()) for m in da}, variants))

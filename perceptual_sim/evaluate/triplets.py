@@ -44,6 +44,8 @@ HELD_OUT_FRACTION = 0.2
 SPLIT_SALT = "perceptual_sim/triplets-split-v1"
 BOOTSTRAP = 1000
 PARTS = ("all", "selection", "held_out")
+MATRIX_IMAGES = 2000
+"""Up to this many distinct images, a model's distances come from one N x N matrix per mode."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
                       batch_size: int = 64, desc: str = "triplets") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{mode: (d_a, d_b)} for every triplet at ``size`` px; each image's features are computed once.
 
-    In a :func:`distributed.session` each process scores a share of the image pairs.
+    A :class:`NetMetric` over at most :data:`MATRIX_IMAGES` images gives every distance from
+    one N x N matrix per mode (each process computes it whole); otherwise pairs are compared in
+    batches, and in a :func:`distributed.session` each process scores a share of them.
     """
     check_batch_size(batch_size)
     names = sorted(set(triplets.ref) | set(triplets.a) | set(triplets.b))
@@ -176,19 +180,23 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
     if missing:
         raise ValueError(f"{len(missing)} image(s) named in the triplets are not in {images}, e.g. {missing[:3]}")
     pixels = torch.stack([load_square(Path(images) / n, size) for n in names])
-    feats = [metric.features(pixels[i : i + batch_size]) for i in range(0, len(names), batch_size)]
     pairs = sorted({(index[r], index[o]) for r, a, b in zip(triplets.ref, triplets.a, triplets.b) for o in (a, b)})
-    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
-    mine = distributed.shard(batches)
-    results = []
-    with progress(sum(map(len, mine)), desc, "pair") as bar:
-        for batch in mine:
-            fa = _take(feats, [i for i, _ in batch], batch_size)
-            fb = _take(feats, [j for _, j in batch], batch_size)
-            results.append({m: v.double().cpu().numpy() for m, v in metric.compare(fa, fb).items()})
-            bar.update(len(batch))
-    gathered = distributed.gather(results)
     where = {pair: k for k, pair in enumerate(pairs)}
+    if isinstance(metric, NetMetric) and len(names) <= MATRIX_IMAGES:  # one N x N matrix per mode
+        rows, cols = torch.tensor([i for i, _ in pairs]), torch.tensor([j for _, j in pairs])
+        gathered = [{m: d[rows, cols].double().numpy() for m, d in metric.matrix(pixels, batch_size).items()}]
+    else:
+        feats = [metric.features(pixels[i : i + batch_size]) for i in range(0, len(names), batch_size)]
+        batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+        mine = distributed.shard(batches)
+        results = []
+        with progress(sum(map(len, mine)), desc, "pair") as bar:
+            for batch in mine:
+                fa = _take(feats, [i for i, _ in batch], batch_size)
+                fb = _take(feats, [j for _, j in batch], batch_size)
+                results.append({m: v.double().cpu().numpy() for m, v in metric.compare(fa, fb).items()})
+                bar.update(len(batch))
+        gathered = distributed.gather(results)
     out = {}
     for mode in gathered[0]:
         d = np.concatenate([g[mode] for g in gathered])
