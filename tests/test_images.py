@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -211,3 +215,44 @@ def test_too_many_pixels(tmp_path, rgb):
     assert load_image(tmp_path / "big.png", max_pixels=H * W).shape == (3, H, W)
     with pytest.raises(ValueError, match="max_pixels must be a positive integer"):
         load_image(tmp_path / "big.png", max_pixels=0)
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
+       b"newpath 0 0 moveto 16 16 lineto stroke\nshowpage\n%%EOF\n")  # hand-written: no Ghostscript needed
+_spawned: list[str] = []
+sys.addaudithook(lambda event, args: _spawned.append(event) if event in ("subprocess.Popen", "os.system") else None)
+
+
+def _saved(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "GIF", "ICO", "PPM"])
+def test_only_the_listed_formats_are_decoded_whatever_the_name(tmp_path, fmt):
+    path = tmp_path / "photo.png"
+    path.write_bytes(EPS if fmt == "EPS" else _saved(fmt))
+    with Image.open(path) as im:
+        assert im.format == fmt  # Pillow on its own picks this decoder from the content (Ghostscript for EPS)
+    _spawned.clear()
+    for read in (load_image, image_size):
+        with pytest.raises(ImageError, match=re.escape(f"{path}: not an image in a format decoded here (PNG, JPEG, "
+                                                       "WebP, BMP or TIFF; others such as GIF or PostScript are "
+                                                       "refused whatever the file's name)")):
+            read(path)
+    assert _spawned == [], "a decoder started a process"
+    assert decode_image(_write(tmp_path / "real.png", _saved("PNG"))).pixels.shape == (3, 16, 16)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_a_fifo_is_not_read(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it would wait for a writer forever
+    for read in (load_image, image_size):
+        with pytest.raises(ImageError, match=re.escape(f"{fifo}: not a regular file (a FIFO, device or socket)")):
+            read(fifo)
