@@ -14,7 +14,7 @@ import pytest
 from conftest import make_model
 from PIL import Image
 
-from perceptual_sim import distance
+from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance
 from perceptual_sim import weights as weights_module
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
@@ -213,9 +213,15 @@ def test_train_run_list_export(tmp_path, capsys):
                  "--mode", "meanpool"]) == 0
     card = json.loads((models / "mine.json").read_text())
     assert card["default_mode"] == "meanpool" and card["training"]["step"] == 2
+    exported = PerceptualDistance.from_pretrained(str(models))  # the documented round trip: --dest DIR, then DIR
+    assert exported.card.name == "mine" and exported.weights_path == models / "mine.safetensors"
     assert main(["train", "export", str(run), "--step", "2", "--name", "mine", "--dest", str(models)]) == 2
     assert "exists" in capsys.readouterr().err
     assert main(["train", "export", str(run), "--step", "7", "--name", "other", "--dest", str(models)]) == 1
     assert "has steps [1, 2]" in capsys.readouterr().err
+    assert main(["train", "export", str(run), "--step", "1", "--name", "early", "--dest", str(models)]) == 0
+    with pytest.raises(ModelNotFoundError, match=f"folder {models} holds 2 models \\(early, mine\\); pass the card"):
+        PerceptualDistance.from_pretrained(str(models))
+    assert PerceptualDistance.from_pretrained(str(models / "early.json")).card.training["step"] == 1
     assert main(["train", "list", str(tmp_path)]) == 2
     assert main(["train", "run", "--data", str(tmp_path), "--out", str(run), "--arch-args", "[1]"]) == 2
