@@ -140,14 +140,23 @@ def test_csv_cells_never_start_a_spreadsheet_formula(tiny_card, tmp_path, monkey
 def test_trees_deeper_than_the_recursion_limit_are_walked(tiny_card, tmp_path, capsys):
     depth = sys.getrecursionlimit() + 50
     a, b = tmp_path / "a", tmp_path / "b"
-    for root, seed in ((a, 1), (b, 2)):
-        folder = str(root)
-        for _ in range(depth):  # (pathlib's mkdir(parents=True) would itself recurse)
-            folder += "/d"
-            os.makedirs(folder, exist_ok=True)
-        _save(Path(folder) / "x.png", seed, size=(16, 16))
-    assert main(["dirs", str(a), str(b), "--model", str(tiny_card)]) == 0
-    assert capsys.readouterr().out.startswith("pairs   1 scored, 0 failed")
+    bottoms = []
+    try:
+        for root, seed in ((a, 1), (b, 2)):
+            folder = str(root)
+            for _ in range(depth):  # (pathlib's mkdir(parents=True) would itself recurse)
+                folder += "/d"
+                os.makedirs(folder, exist_ok=True)
+            bottoms.append(folder)
+            _save(Path(folder) / "x.png", seed, size=(16, 16))
+        assert main(["dirs", str(a), str(b), "--model", str(tiny_card)]) == 0
+        assert capsys.readouterr().out.startswith("pairs   1 scored, 0 failed")
+    finally:  # remove the tree bottom-up: pytest's own clean-up (shutil.rmtree) would hit the recursion limit
+        for folder in bottoms:
+            Path(folder, "x.png").unlink(missing_ok=True)
+            while len(folder) > len(str(tmp_path)) + 2:
+                os.rmdir(folder)
+                folder = os.path.dirname(folder)
 
 
 def test_unreadable_folders_are_reported(tiny_card, tmp_path, monkeypatch, capsys):

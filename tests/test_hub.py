@@ -7,6 +7,7 @@ one whose Hub is down and one with ``HF_HUB_OFFLINE=1``.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,10 @@ def hub(tmp_path_factory) -> dict[str, Any]:
         server.commit("org/pickle-only", {"card.json": card_v1, "pytorch_model.bin": b"\x80\x04K\x01."})
         server.commit("org/weights-only", {TENSORS: good})
         server.fail("org/broken", 500)
+        server.commit("org/nan", _nan_weights(old))  # consistent (the sha256 matches), but NaN weights
+        hostile = json.loads(card_v1)
+        hostile["arch_args"] = {"width": 1e9}
+        server.commit("org/hostile", {"card.json": json.dumps(hostile).encode(), TENSORS: good})
         named = [("local", load(str(old)))]
         named += [("bundled", load(bundled_names()[0]))] if bundled_names() else []
         named += [
@@ -65,6 +70,8 @@ def hub(tmp_path_factory) -> dict[str, Any]:
             ("tampered-again", load("hf-hub:org/tampered")),
             ("corrupt", {"op": "corrupt", "repo": "org/tiny"}), ("corrupted", load("hf-hub:org/tiny")),
             ("cache-after-corrupted", {"op": "cache"}), ("redownloaded", load("hf-hub:org/tiny")),
+            ("nan", load("hf-hub:org/nan")), ("hostile", load("hf-hub:org/hostile")),
+            ("cache-after-checks", {"op": "cache"}),
         ]
         cache = tmp / "cache"
         names, steps = _steps(named)
@@ -83,6 +90,18 @@ def hub(tmp_path_factory) -> dict[str, Any]:
         digests[key] = (weights_digest(module), module(*pair()).tolist())
     return {"online": online, **later, "served": served, "served_offline": served_offline,
             "digests": digests, "v2": v2, "blobs": {"tampered": _sha(tampered), "v2": _sha(_files(new)[TENSORS])}}
+
+
+def _nan_weights(card: Path) -> dict[str, bytes]:
+    """The files of ``card``'s model with one weight set to NaN, the card's sha256 updated to match."""
+    from safetensors.torch import load_file, save
+
+    state = load_file(str(card.with_suffix(".safetensors")))
+    state["backbone.net.conv1.weight"].view(-1)[0] = float("nan")
+    data = save(state)
+    meta = json.loads(card.read_text())
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    return {"card.json": json.dumps(meta).encode(), TENSORS: data}
 
 
 def _sha(data: bytes) -> str:
@@ -189,6 +208,16 @@ def test_corrupted_cache_is_refused_then_downloaded_again(hub):
     assert not [f for f in files if f.startswith(f"models--org--tiny/snapshots/{hub['v2']}/")], files
     _same_model(online["redownloaded"], hub["digests"]["v2"])
     assert _downloads(hub, "v2") == 2
+
+
+@pytest.mark.parametrize("step, repo, message", [
+    ("nan", "org/nan", "tensor 'backbone.net.conv1.weight' holds NaN or infinite values"),
+    ("hostile", "org/hostile", "arch_args.width must be a number in [0.015625, 4], got 1000000000.0"),
+])
+def test_hub_files_failing_any_check_are_evicted_from_the_cache(hub, step, repo, message):
+    _error(hub["online"][step], "WeightsError", message, f"Removed hf-hub:{repo} from the Hub cache")
+    kept = [f for f in hub["online"]["cache-after-checks"]["files"] if f"models--{repo.replace('/', '--')}/" in f]
+    assert not [f for f in kept if "/snapshots/" in f or "/blobs/" in f], kept
 
 
 def test_local_files_that_fail_the_hash_are_never_deleted(tmp_path):
