@@ -151,22 +151,21 @@ def _resnet(args: dict[str, Any]) -> tuple[int, int]:
     acts = 3 * stem * side**2 + stem * (side // 2) ** 2  # conv, BN, ReLU; max-pool
     side //= 2
     cin = stem
-    for p, n, stride in zip(planes, args["layers"], (1, 2, 2, 2)):
+    for p, n, stride in zip(planes, args["layers"], (1, 2, 2, 2)):  # closed form: no loop over n
         side //= stride
-        for i in range(n):
-            if block == "single":
-                params += cin * p * 9 + 2 * p
-                acts += 4 * p * side**2
-            elif block == "basic":
-                params += cin * p * 9 + p * p * 9 + 4 * p
-                acts += 7 * p * side**2
-            else:
-                params += cin * p + p * p * 9 + p * p * e + 4 * p + 2 * p * e
-                acts += (6 * p + 4 * p * e) * side**2
-            if i == 0 and (stride != 1 or cin != p * e):  # 1 x 1 projection shortcut + BN
-                params += cin * p * e + 2 * p * e
-                acts += 2 * p * e * side**2
-            cin = p * e
+        if block == "single":
+            first, rest, act = cin * p * 9 + 2 * p, p * e * p * 9 + 2 * p, 4 * p
+        elif block == "basic":
+            first, rest, act = cin * p * 9 + p * p * 9 + 4 * p, p * e * p * 9 + p * p * 9 + 4 * p, 7 * p
+        else:
+            tail = p * p * 9 + p * p * e + 4 * p + 2 * p * e
+            first, rest, act = cin * p + tail, p * e * p + tail, 6 * p + 4 * p * e
+        params += first + (n - 1) * rest
+        acts += n * act * side**2
+        if stride != 1 or cin != p * e:  # the first block's 1 x 1 projection shortcut + BN
+            params += cin * p * e + 2 * p * e
+            acts += 2 * p * e * side**2
+        cin = p * e
     return params + args["num_classes"] * (cin + 1), acts
 
 
