@@ -52,33 +52,40 @@ def _mse(ref: Tensor, x: Tensor) -> Tensor:
 
 def match_mse(ref: Tensor, delta: Tensor, target: Tensor, *, t_max: float = 64.0) -> Tensor:
     """``clamp(ref + t * delta, 0, 1)`` per image, with ``t`` chosen so that its MSE to ``ref``
-    equals ``target`` (relative error below 1e-10): safeguarded Newton steps on t (the MSE grows
-    with t), bisection whenever a step leaves the bracket."""
+    equals ``target`` (relative error below 1e-10; the MSE grows with t): a bracket from the
+    unclipped solution, then Illinois false-position steps."""
     n = ref.shape[0]
     r, d = ref.double(), delta.double()
     target = target.double()
 
-    def mse_and_slope(t: Tensor) -> tuple[Tensor, Tensor]:
-        raw = r + t.view(n, 1, 1, 1) * d
-        x = raw.clamp(0, 1)
-        inside = (raw == x).double()
-        return (x - r).pow(2).mean((1, 2, 3)), (2 * (x - r) * d * inside).mean((1, 2, 3))
+    def err(t: Tensor) -> Tensor:
+        return (r + t.view(n, 1, 1, 1) * d).clamp(0, 1).sub(r).pow(2).mean((1, 2, 3)) - target
 
-    lo = torch.zeros(n, dtype=torch.float64)
-    hi = torch.full((n,), t_max, dtype=torch.float64)
-    if (mse_and_slope(hi)[0] < target).any():
+    if (err(torch.full((n,), t_max, dtype=torch.float64)) < 0).any():
         raise ValueError("match_mse: the distortion cannot reach the target MSE within t_max")
-    t = (target / d.pow(2).mean((1, 2, 3)).clamp_min(1e-30)).sqrt().clamp(0, t_max)
-    for _ in range(100):
-        f, slope = mse_and_slope(t)
-        err = f - target
-        if (err.abs() <= 1e-11 * target).all():
+    t0 = (target / d.pow(2).mean((1, 2, 3)).clamp_min(1e-30)).sqrt().clamp(max=t_max)
+    f0 = err(t0)
+    a, fa = torch.where(f0 < 0, t0, torch.zeros_like(t0)), torch.where(f0 < 0, f0, -target)
+    b, fb = torch.where(f0 < 0, t0, t0), f0.clone()
+    while (fb < 0).any():  # clipping held the MSE back: widen the bracket
+        grow = fb < 0
+        a, fa = torch.where(grow, b, a), torch.where(grow, fb, fa)
+        b = torch.where(grow, (b * 2).clamp(max=t_max), b)
+        fb = torch.where(grow, err(b), fb)
+    side = torch.zeros(n)
+    for _ in range(200):
+        done = (fa.abs() <= 1e-11 * target) | (fb.abs() <= 1e-11 * target)
+        if done.all():
             break
-        lo = torch.where(err < 0, t, lo)
-        hi = torch.where(err > 0, t, hi)
-        step = t - err / slope.where(slope > 0, torch.ones_like(slope))
-        ok = (slope > 0) & (step > lo) & (step < hi)
-        t = torch.where(ok, step, (lo + hi) / 2)
+        c = b - fb * (b - a) / (fb - fa)
+        fc = err(c)
+        right = fc > 0  # c replaces b
+        fa = torch.where(right & (side == 1), fa / 2, fa)
+        fb = torch.where(~right & (side == -1), fb / 2, fb)
+        b, fb = torch.where(right, c, b), torch.where(right, fc, fb)
+        a, fa = torch.where(right, a, c), torch.where(right, fa, fc)
+        side = torch.where(right, 1.0, -1.0)
+    t = torch.where(fa.abs() <= fb.abs(), a, b)
     return (r + t.view(n, 1, 1, 1) * d).clamp(0, 1).float()
 
 
