@@ -2,10 +2,13 @@
 
     python benchmarks/fuzz_images.py --seconds 180
 
-Seeds are small valid PNG, JPEG, GIF, TIFF, WebP and BMP files (grey, 16-bit, palette,
-alpha, EXIF-rotated, animated). Every input must either load as a finite 3 x H x W
-float32 tensor in [0, 1] of at most ``--max-pixels`` pixels, or raise ``ImageError``.
-Anything else (another exception, a wrong tensor) is a finding: its input is written to
+Seeds are small valid PNG, JPEG, TIFF, WebP and BMP files (grey, 16-bit, palette, alpha,
+EXIF-rotated, animated), and files of formats that must be refused whatever their name (GIF,
+PostScript, PPM, ICO and TGA). Every input must either load as a finite
+3 x H x W float32 tensor in [0, 1] of at most ``--max-pixels`` pixels, decoded by one of the
+formats images.py allows (the restricted decoder set), or raise ``ImageError``; and no input
+may start a process (Pillow's PostScript decoder runs Ghostscript). Anything else (another
+exception, a wrong tensor, another decoder, a process) is a finding: its input is written to
 ``--findings`` once per (exception type, place) and fuzzing goes on. A hang (over
 ``--timeout`` seconds for one input) or a crash of the interpreter stops libFuzzer, which
 writes the input beside the findings. The exit status is 1 when there are findings.
@@ -31,7 +34,11 @@ import numpy as np
 
 TOKENS = [b"IHDR", b"IDAT", b"IEND", b"PLTE", b"tRNS", b"eXIf", b"iCCP", b"zTXt", b"acTL", b"fcTL", b"fdAT",
           b"\xff\xd8", b"\xff\xe1", b"\xff\xdb", b"\xff\xc0", b"\xff\xc4", b"\xff\xda", b"\xff\xd9", b"Exif\x00\x00",
-          b"II*\x00", b"MM\x00*", b"GIF89a", b"NETSCAPE2.0", b"RIFF", b"WEBPVP8 ", b"WEBPVP8L", b"VP8X", b"BM"]
+          b"II*\x00", b"MM\x00*", b"GIF89a", b"NETSCAPE2.0", b"RIFF", b"WEBPVP8 ", b"WEBPVP8L", b"VP8X", b"BM",
+          b"%!PS-Adobe-3.0", b"%%BoundingBox:", b"\xc5\xd0\xd3\xc6", b"8BPS", b"P6", b"\x00\x00\x01\x00"]
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
+       b"newpath 0 0 moveto 16 16 lineto stroke\nshowpage\n%%EOF\n")
+SPAWN_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn")
 
 
 def seeds() -> dict[str, bytes]:
@@ -67,6 +74,11 @@ def seeds() -> dict[str, bytes]:
     put("lossy.webp", rgb, "WEBP", quality=50)
     put("alpha-lossless.webp", rgba, "WEBP", lossless=True)
     put("rgb.bmp", rgb, "BMP")
+    # refused whatever their name: each must raise ImageError, mutated or not
+    out["postscript.eps"] = EPS
+    put("rgb.ppm", rgb, "PPM")
+    put("rgb.ico", rgb, "ICO")
+    put("rgb.tga", rgb, "TGA")
     return out
 
 
@@ -74,9 +86,23 @@ class Target:
     """Loads one input through load_image and records findings (unexpected outcomes)."""
 
     def __init__(self, findings: Path, max_pixels: int, seconds: float) -> None:
-        from perceptual_sim.images import ImageError, load_image
+        from PIL import Image
+
+        from perceptual_sim.images import DECODED_FORMATS, ImageError, load_image
 
         self.load, self.error = load_image, ImageError
+        self.allowed = {*DECODED_FORMATS, "MPO"}  # MPO: JPEG's multi-picture variant, opened by its decoder
+        self.opened: list[str | None] = []
+        self.spawned: list[str] = []
+        opener = Image.open
+
+        def recording_open(*args: object, **kwargs: object) -> Image.Image:
+            im = opener(*args, **kwargs)
+            self.opened.append(im.format)
+            return im
+
+        Image.open = recording_open  # images.py looks Image.open up on every call
+        sys.addaudithook(lambda event, _: self.spawned.append(event) if event.startswith(SPAWN_EVENTS) else None)
         self.findings, self.max_pixels = findings, max_pixels
         self.work = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
         self.path = self.work / "input"
@@ -96,6 +122,8 @@ class Target:
     def __call__(self, data: bytes) -> None:
         self.inputs += 1
         self.path.write_bytes(data)
+        self.opened.clear()
+        self.spawned.clear()
         try:
             x = self.load(self.path, max_pixels=self.max_pixels)
             _, h, w = x.shape
@@ -106,6 +134,14 @@ class Target:
             pass
         except Exception as exc:  # a finding: anything but ImageError
             self.record(exc, data)
+        wrong = f"opened as {self.opened}, not one of {sorted(self.allowed)}"
+        for broken, message in ((not set(self.opened) <= self.allowed, wrong),
+                                (bool(self.spawned), f"started a process: {self.spawned}")):
+            if broken:  # whether or not the load then failed
+                try:
+                    raise AssertionError(message)
+                except AssertionError as exc:
+                    self.record(exc, data)
 
     def record(self, exc: Exception, data: bytes) -> None:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
