@@ -1,11 +1,16 @@
-"""Choose the checkpoint of each training run that scores best on the offline proxies and
-export it into ``weights/`` (card + safetensors), with its proxy scores in the card.
+"""Choose, per bundled name, the checkpoint and mode that agree best with people, and export it
+into ``weights/`` (card + safetensors) with its scores in the card.
 
-    python benchmarks/select_models.py --sweep benchmarks/sweep/sweep.csv \
-        --pick resnet6-es=/work/runs/resnet6-w1 --pick resnet6-w025=/work/runs/resnet6-w025
+    python benchmarks/select_models.py --human benchmarks/sweep/human_sweep.csv --proxy benchmarks/sweep/sweep.csv \
+        --pick resnet6-es=runs/r6-w05-pm1,runs/r6-w1 --pick resnet6-w025=runs/r6-w025-pm1
 
-The criterion is the reference-judge 2AFC of the best mode; the card's default mode is that
-mode. Ties go to the earlier checkpoint. ``--pick NAME=RUN1,RUN2`` chooses across several runs.
+Criterion: the mean of the human-triplet agreement on the *selection* part (64 and 256 px) and
+the psychophysics mean (64 and 256 px). The held-out part is never used to choose (it would stop
+being held out); it is reported. Hard constraint: in every mode, at most 5% of the proxy set's
+2AFC decisions flip under a 1, 2 or 3 px shift (from ``--proxy``, the rows of ``sweep.py``;
+the flips need no judge). The LPIPS-judged proxy 2AFC is carried into the card as a
+regression check only. Ties go to the earlier checkpoint. ``--pick NAME=RUN1,RUN2`` chooses
+across several runs.
 """
 
 from __future__ import annotations
@@ -18,51 +23,90 @@ from pathlib import Path
 
 from perceptual_sim.train import export
 
+MAX_FLIPS = 0.05
 SUMMARIES = {
-    "k22_resnet": "K22 ResNet-6 (width {width}) trained on Tiny-ImageNet at 64 px, stopped at epoch {epoch:.2f} "
-                  "({top1:.1f}% val top-1), chosen by the offline proxies",
-    "vit": "Narrow ViT (patch {patch_size}, dim {embed_dim}, {depth} blocks) trained on Tiny-ImageNet at 64 px, "
-           "stopped at epoch {epoch:.2f} ({top1:.1f}% val top-1), chosen by the offline proxies",
+    "k22_resnet": "K22 ResNet-6 (width {width}) trained on Tiny-ImageNet at 64 px{aug}, stopped at epoch {epoch:.2f} "
+                  "({top1:.1f}% val top-1), chosen by agreement with human judgments and psychophysics",
+    "vit": "Narrow ViT (patch {patch_size}, dim {embed_dim}, {depth} blocks) trained on Tiny-ImageNet at 64 px{aug}, "
+           "stopped at epoch {epoch:.2f} ({top1:.1f}% val top-1), chosen by agreement with human judgments and "
+           "psychophysics",
 }
 
 
-def best_checkpoint(rows: list[dict[str, str]]) -> tuple[str, int, str, dict[str, dict[str, float]]]:
-    """(run, step, best mode, {mode: scores}) of the checkpoint whose best mode has the highest 2AFC."""
-    by_step: dict[tuple[str, int], dict[str, dict[str, float]]] = defaultdict(dict)
-    for r in rows:
-        by_step[r["run"], int(r["step"])][r["mode"]] = {
-            k: float(r[k]) for k in ("2afc", "flips_1", "flips_2", "flips_3", "monotonicity")}
-    key = max(sorted(by_step, key=lambda k: k[1]), key=lambda k: max(v["2afc"] for v in by_step[k].values()))
-    modes = by_step[key]
-    return key[0], key[1], max(modes, key=lambda m: modes[m]["2afc"]), modes
+def human_score(row: dict[str, str]) -> float:
+    """Mean of (human selection agreement, psych mean), each averaged over 64 and 256 px."""
+    human = (float(row["human_selection_64"]) + float(row["human_selection_256"])) / 2
+    psych = (float(row["psych_64"]) + float(row["psych_256"])) / 2
+    return (human + psych) / 2
+
+
+def choose(human: list[dict[str, str]], proxy: dict[tuple[str, int], dict[str, dict[str, str]]]
+           ) -> tuple[dict[str, str], dict[str, dict[str, str]], list[str]]:
+    """(best row, its proxy rows by mode, why other checkpoints were refused)."""
+    refused = []
+    by_ckpt: dict[tuple[str, int], list[dict[str, str]]] = defaultdict(list)
+    for r in human:
+        by_ckpt[r["run"], int(r["step"])].append(r)
+    allowed = []
+    for key in sorted(by_ckpt, key=lambda k: (k[0], k[1])):
+        flips = proxy.get(key)
+        if flips is None:
+            refused.append(f"{key[0]} step {key[1]}: no shift-flip rows (run sweep.py on it)")
+            continue
+        worst = max(float(m[f"flips_{k}"]) for m in flips.values() for k in (1, 2, 3))
+        if worst > MAX_FLIPS:
+            refused.append(f"{key[0]} step {key[1]}: {100 * worst:.1f}% flips under shifts")
+            continue
+        allowed.extend(by_ckpt[key])
+    if not allowed:
+        raise SystemExit("error: no checkpoint meets the shift constraint:\n  " + "\n  ".join(refused))
+    best = max(sorted(allowed, key=lambda r: int(r["step"])), key=human_score)
+    return best, proxy[best["run"], int(best["step"])], refused
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", type=Path, required=True)
+    ap.add_argument("--human", type=Path, required=True, help="human_sweep.csv of sweep.py --human")
+    ap.add_argument("--proxy", type=Path, required=True, help="sweep.csv of sweep.py (shift flips)")
     ap.add_argument("--pick", action="append", required=True, metavar="NAME=RUN")
     ap.add_argument("--dest", type=Path, default=Path(__file__).resolve().parent.parent / "weights")
     args = ap.parse_args()
-    with open(args.sweep) as f:
-        rows = list(csv.DictReader(f))
+    with open(args.human) as f:
+        human = list(csv.DictReader(f))
+    proxy: dict[tuple[str, int], dict[str, dict[str, str]]] = defaultdict(dict)
+    with open(args.proxy) as f:
+        for r in csv.DictReader(f):
+            proxy[r["run"], int(r["step"])][r["mode"]] = r
     for pick in args.pick:
         name, _, runs = pick.partition("=")
         paths = {Path(run).name: Path(run) for run in runs.split(",")}
-        mine = [r for r in rows if r["run"] in paths]
+        mine = [r for r in human if r["run"] in paths]
         if not mine:
-            raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.sweep}")
-        run, step, mode, scores = best_checkpoint(mine)
-        run_path = paths[run]
-        row = next(r for r in mine if r["run"] == run and int(r["step"]) == step)
+            raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.human}")
+        best, flips, refused = choose(mine, proxy)
+        run_path, step, mode = paths[best["run"]], int(best["step"]), best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
-        fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(row["epoch"]), "top1": 100 * float(row["val_top1"])}
-        summary = SUMMARIES[recipe["arch"]].format(**fmt)
-        card = export(run_path, step, name, args.dest, default_mode=mode, summary=summary, overwrite=True,
-                      data="Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64; val 10,100)",
-                      scores={"proxy": scores, "proxy_protocol": "perceptual-sim eval proxy: 2000 Tiny-ImageNet val "
-                              "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin, seed 0 (benchmarks/README.md)"})
-        print(f"{name}: {run_path.name} step {step} (epoch {float(row['epoch']):.2f}, top-1 "
-              f"{100 * float(row['val_top1']):.1f}%), mode {mode}, 2AFC {100 * scores[mode]['2afc']:.2f}, "
+        aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
+        fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(best["epoch"]),
+               "top1": 100 * float(best["val_top1"]), "aug": aug}
+        rows = {r["mode"]: r for r in mine if r["run"] == best["run"] and int(r["step"]) == step}
+        scores = {
+            "human_triplets": {m: {k: float(v) for k, v in r.items() if k.startswith("human_")} for m, r in rows.items()},
+            "psych": {m: {k: float(v) for k, v in r.items() if k.startswith("psych_")} for m, r in rows.items()},
+            "proxy": {m: {k: float(v) for k, v in r.items() if k in ("2afc", "flips_1", "flips_2", "flips_3",
+                                                                      "monotonicity")} for m, r in flips.items()},
+            "protocol": "human_triplets: material-appearance 2AFC (Lagunas et al. 2019), selection / held-out split "
+                        "by reference (perceptual-sim eval triplets); psych: perceptual-sim eval psych "
+                        "(100 per family for reference rows, 50 in the sweep); proxy: 2000 Tiny-ImageNet val "
+                        "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin (a regression check only)",
+        }
+        card = export(run_path, step, name, args.dest, default_mode=mode, summary=SUMMARIES[recipe["arch"]].format(**fmt),
+                      overwrite=True, scores=scores,
+                      data="Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64; val 10,100)")
+        for line in refused:
+            print(f"{name}: refused {line}")
+        print(f"{name}: {run_path.name} step {step} (epoch {float(best['epoch']):.2f}, top-1 "
+              f"{100 * float(best['val_top1']):.1f}%), mode {mode}, criterion {100 * human_score(best):.2f}, "
               f"sha256 {card.sha256[:12]}")
     return 0
 
