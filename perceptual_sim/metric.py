@@ -189,11 +189,9 @@ class PerceptualDistance(nn.Module):
         input_range: tuple[float, float] = (0.0, 1.0),
         grey: bool = False,
         name: str = "x",
-        out_of_range: str = "error",
     ) -> Tensor:
         """Check an N x 3 x H x W batch and map it to the backbone's normalised input."""
-        return self._normalise(*self._check(x, input_range=input_range, grey=grey, name=name,
-                                            out_of_range=out_of_range))
+        return self._normalise(*self._check(x, input_range=input_range, grey=grey, name=name, out_of_range="error"))
 
     def _check(
         self, x: Tensor, *, input_range: tuple[float, float], grey: bool, name: str, out_of_range: str
