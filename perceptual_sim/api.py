@@ -61,10 +61,12 @@ def distance(
         model: bundled name, local path or ``hf-hub:ORG/NAME[@REV]``; default :data:`DEFAULT_MODEL`.
         mode: ``spatial``, ``style`` or ``meanpool``; default: the model's.
         **kwargs: passed to :meth:`PerceptualDistance.forward` (``input_range``, ``spatial``,
-            ``per_layer``, ``grey``, ``resize``).
+            ``per_layer``, ``grey``, ``resize``, and for a loss ``reduction="mean"`` with
+            ``out_of_range="clamp"``).
 
     Returns:
-        Tensor [N] (float32), differentiable w.r.t. the inputs when they require grad.
+        Tensor [N] (float32; a scalar with a reduction), differentiable w.r.t. the inputs when they
+        require grad.
     """
     tensors = [a for a in (x, y) if isinstance(a, Tensor)]
     module = load(model, device=tensors[0].device if tensors else "auto")
