@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -114,9 +115,10 @@ class Target:
         return time.monotonic() - self.start > self.seconds
 
     def summary(self, engine: str) -> int:
-        """Print what was done and found; the exit status (1 if there are findings)."""
+        """Print what was done and found, remove the work folder; the exit status (1 if there are findings)."""
         print(f"{engine}: {self.inputs} inputs in {time.monotonic() - self.start:.0f} s, "
               f"{len(self.signatures)} finding(s) {sorted(self.signatures)} in {self.findings}", flush=True)
+        shutil.rmtree(self.work, ignore_errors=True)
         return 1 if self.signatures else 0
 
     def __call__(self, data: bytes) -> None:
