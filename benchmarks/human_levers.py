@@ -31,6 +31,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-simil
 class Levers(NetMetric):
     """Per-layer terms of every mode, on the image resized by each factor (summed over factors)."""
 
+    matrix = None  # per-layer terms come from compare(), pair by pair
+
     def __init__(self, model: PerceptualDistance, factors: tuple[float, ...]) -> None:
         super().__init__(model)
         self.factors = factors

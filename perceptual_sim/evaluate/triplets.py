@@ -169,7 +169,7 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
                       batch_size: int = 64, desc: str = "triplets") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{mode: (d_a, d_b)} for every triplet at ``size`` px; each image's features are computed once.
 
-    A :class:`NetMetric` over at most :data:`MATRIX_IMAGES` images gives every distance from
+    A metric with a ``matrix`` method (:class:`NetMetric`) over at most :data:`MATRIX_IMAGES` images gives every distance from
     one N x N matrix per mode (each process computes it whole); otherwise pairs are compared in
     batches, and in a :func:`distributed.session` each process scores a share of them.
     """
@@ -182,7 +182,7 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
     pixels = torch.stack([load_square(Path(images) / n, size) for n in names])
     pairs = sorted({(index[r], index[o]) for r, a, b in zip(triplets.ref, triplets.a, triplets.b) for o in (a, b)})
     where = {pair: k for k, pair in enumerate(pairs)}
-    if isinstance(metric, NetMetric) and len(names) <= MATRIX_IMAGES:  # one N x N matrix per mode
+    if getattr(metric, "matrix", None) is not None and len(names) <= MATRIX_IMAGES:  # one N x N matrix per mode
         rows, cols = torch.tensor([i for i, _ in pairs]), torch.tensor([j for _, j in pairs])
         gathered = [{m: d[rows, cols].double().numpy() for m, d in metric.matrix(pixels, batch_size).items()}]
     else:
