@@ -101,6 +101,8 @@ def main() -> int:
     ap.add_argument("--per-family", type=int, default=100, help="psychophysics triplets per family and size")
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="score only these rows, merge into --out")
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="also score this model")
+    ap.add_argument("--merge", type=Path, nargs="+", default=[], metavar="FILE",
+                    help="copy the rows of these results files (same triplets) into --out, replacing rows of the same name")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -112,16 +114,29 @@ def main() -> int:
             ap.error(f"--extra takes NAME=PATH, got {extra!r}")
         table.append((name, lambda p=path: NetMetric(PerceptualDistance.from_pretrained(p))))
     names = [n for n, _ in table]
-    wanted = set(args.only or ()) | {e.partition("=")[0] for e in args.extra}
+    if args.merge:
+        result = json.loads(args.out.read_text())
+        for other in args.merge:
+            extra_rows = json.loads(other.read_text())["rows"]
+            taken = {r["metric"] for r in extra_rows}
+            result["rows"] = [r for r in result["rows"] if r["metric"] not in taken] + extra_rows
+        t = triplets.read_triplets(DATA / "triplets_train.csv")
+        held = triplets.split_by_reference(t)
+        for r in result["rows"]:
+            r["vs_baseline"] = paired(r["metric"], t, held)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(markdown(result))
+        return 0
+    wanted = set(args.only or ()) | ({e.partition("=")[0] for e in args.extra} if args.only else set())
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         ap.error(f"unknown row(s) {unknown}; the rows are: {names}")
-    if (args.only or args.extra) and not args.out.is_file():
-        ap.error(f"--only/--extra merge into an existing {args.out}; run all rows first")
+    if args.only and not args.out.is_file():
+        ap.error(f"--only merges into an existing {args.out}; run all rows first")
     t = triplets.read_triplets(DATA / "triplets_train.csv")
     held = triplets.split_by_reference(t)
     command = "python " + " ".join(sys.argv)
-    if args.only or args.extra:
+    if args.only:
         result = json.loads(args.out.read_text())
     else:
         result = {"date": date.today().isoformat(), "version": __version__, "command": command,

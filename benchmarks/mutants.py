@@ -49,7 +49,7 @@ MUTANTS = [
      '            if out_of_range == "error" and (vmin < lo - tol or vmax > hi + tol):',
      "            if vmin < lo - tol or vmax > hi + tol:",
      ["tests/test_loss.py::test_clamp_is_straight_through",
-      "tests/test_loss.py::test_adam_from_noise_to_a_target_lowers_the_loss[resnet6-es-spatial-torch.float32]"]),
+      "tests/test_loss.py::test_adam_from_noise_to_a_target_lowers_the_loss[resnet6-pa-spatial-torch.float32]"]),
     ("reduction", "perceptual_sim/metric.py",
      '        return out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out',
      '        return out.sum() if reduction != "none" else out', ["tests/test_loss.py::test_reductions"]),

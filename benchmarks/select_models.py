@@ -40,8 +40,8 @@ def human_score(row: dict[str, str]) -> float:
     return (human + psych) / 2
 
 
-def choose(human: list[dict[str, str]], proxy: dict[tuple[str, int], dict[str, dict[str, str]]]
-           ) -> tuple[dict[str, str], dict[str, dict[str, str]], list[str]]:
+def choose(human: list[dict[str, str]], proxy: dict[tuple[str, int], dict[str, dict[str, str]]],
+           max_flips: float = MAX_FLIPS) -> tuple[dict[str, str], dict[str, dict[str, str]], list[str]]:
     """(best row, its proxy rows by mode, why other checkpoints were refused)."""
     refused = []
     by_ckpt: dict[tuple[str, int], list[dict[str, str]]] = defaultdict(list)
@@ -54,7 +54,7 @@ def choose(human: list[dict[str, str]], proxy: dict[tuple[str, int], dict[str, d
             refused.append(f"{key[0]} step {key[1]}: no shift-flip rows (run sweep.py on it)")
             continue
         worst = max(float(m[f"flips_{k}"]) for m in flips.values() for k in (1, 2, 3))
-        if worst > MAX_FLIPS:
+        if worst > max_flips:
             refused.append(f"{key[0]} step {key[1]}: {100 * worst:.1f}% flips under shifts")
             continue
         allowed.extend(by_ckpt[key])
@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--human", type=Path, required=True, help="human_sweep.csv of sweep.py --human")
     ap.add_argument("--proxy", type=Path, required=True, help="sweep.csv of sweep.py (shift flips)")
     ap.add_argument("--pick", action="append", required=True, metavar="NAME=RUN")
+    ap.add_argument("--max-flips", type=float, default=MAX_FLIPS,
+                    help=f"the shift constraint: largest share of flipped decisions allowed (default {MAX_FLIPS})")
     ap.add_argument("--dest", type=Path, default=Path(__file__).resolve().parent.parent / "weights")
     args = ap.parse_args()
     with open(args.human) as f:
@@ -83,7 +85,7 @@ def main() -> int:
         mine = [r for r in human if r["run"] in paths]
         if not mine:
             raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.human}")
-        best, flips, refused = choose(mine, proxy)
+        best, flips, refused = choose(mine, proxy, args.max_flips)
         run_path, step, mode = paths[best["run"]], int(best["step"]), best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""

@@ -49,7 +49,7 @@ def run(model: str, size: int, batch_pixels: int, mode: str) -> dict[str, float]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet6-es")
+    p.add_argument("--model", default="resnet6-pa")
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--mode", default="spatial")
     p.add_argument("--batch-pixels", type=int, nargs="+", default=[0, 1 << 20, 1 << 26],

@@ -41,7 +41,7 @@ HUB_PREFIX = "hf-hub:"
 MODES = ("spatial", "style", "meanpool")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_MODEL = "resnet6-es"
+DEFAULT_MODEL = "resnet6-pa"
 """The bundled model used when none is named."""
 MAX_CARD_BYTES = 1 << 20
 """A model card larger than this is refused unread."""

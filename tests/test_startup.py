@@ -17,7 +17,7 @@ out = io.StringIO()
 with contextlib.redirect_stdout(out):
     codes = [main(["--version"]), main(["--help"]), main(["list"])]
 heavy = sorted(m for m in ("torch", "numpy", "PIL", "safetensors", "tqdm") if m in sys.modules)
-print(codes, heavy, "resnet6-es" in out.getvalue(), "download" in out.getvalue())
+print(codes, heavy, "resnet6-pa" in out.getvalue(), "download" in out.getvalue())
 """
 
 
