@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from perceptual_sim import __version__
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
 from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH, SHOWN, render_heatmap, save_heatmap
@@ -141,7 +142,7 @@ def test_report_content(report, tiny_card):
     page, distances = report
     text = page.read_text()
     card = json.loads(tiny_card.read_text())
-    for value in (card["sha256"], ">tiny<", ">spatial<", ">0.1.0<", "pairs failed</th><td>1<"):
+    for value in (card["sha256"], ">tiny<", ">spatial<", f">{__version__}<", "pairs failed</th><td>1<"):
         assert value in text, value
     assert not re.findall(r"""(?:src|href)=["'](?!data:)""", text)  # nothing outside the page
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
