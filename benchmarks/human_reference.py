@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument("--merge", type=Path, nargs="+", default=[], metavar="FILE",
                     help="copy the rows of these results files (same triplets) into --out, replacing rows of the same name")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--modes", nargs="+", default=None, help="print only these modes (e.g. spatial pixel)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,7 +126,7 @@ def main() -> int:
         for r in result["rows"]:
             r["vs_baseline"] = paired(r["metric"], t, held)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(markdown(result))
+        print(markdown(result, args.modes))
         return 0
     wanted = set(args.only or ()) | ({e.partition("=")[0] for e in args.extra} if args.only else set())
     unknown = sorted(set(args.only or ()) - set(names))
@@ -164,17 +165,19 @@ def main() -> int:
             r["vs_baseline"] = paired(r["metric"], t, held)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"{name}: done [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
-    print(markdown(result))
+    print(markdown(result, args.modes))
     return 0
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, modes: list[str] | None = None) -> str:
     """Human columns first: held-out triplet agreement and psych mean at 64 and 256 px (x100)."""
     lines = [("| metric | mode | human held-out @64 | @256 | held-out - LPIPS-Alex @64 | @256 | psych mean @64 | @256 "
              "| human selection @64 | @256 |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
         for mode in r["triplets"]["64"]:
+            if modes and mode not in modes:
+                continue
             tri = [r["triplets"][s][mode] for s in ("64", "256")]
             diff = [r.get("vs_baseline", {}).get(s, {}).get(mode, {}).get("held_out") for s in ("64", "256")]
             cells = [f"{100 * x['held_out']['score']:.1f}" for x in tri]
