@@ -24,7 +24,11 @@ def _noise(x: Tensor, level: int, g: torch.Generator) -> Tensor:
 
 
 def _blur(x: Tensor, level: int, g: torch.Generator) -> Tensor:
-    sigma = (0.5, 0.8, 1.2, 1.7, 2.3)[level - 1]
+    return gaussian_blur(x, (0.5, 0.8, 1.2, 1.7, 2.3)[level - 1])
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur (radius ceil(3 sigma), reflect padding)."""
     r = int(np.ceil(3 * sigma))
     t = torch.arange(-r, r + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -36,7 +40,11 @@ def _blur(x: Tensor, level: int, g: torch.Generator) -> Tensor:
 
 
 def _jpeg(x: Tensor, level: int, g: torch.Generator) -> Tensor:
-    quality = (60, 40, 25, 15, 8)[level - 1]
+    return jpeg(x, (60, 40, 25, 15, 8)[level - 1])
+
+
+def jpeg(x: Tensor, quality: int) -> Tensor:
+    """Each image through PIL's JPEG encoder and decoder at ``quality``."""
     out = []
     for img in x:
         arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,14 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from .. import __version__, distributed
 from ..images import IMAGE_SUFFIXES, load_image
 from ..metric import PerceptualDistance
 from .common import check_batch_size, progress, resolve_model
-from .distortions import distort
+from .distortions import distort, gaussian_blur, jpeg
 from .metrics import NetMetric, ProxyMetric
 
 TIE_RTOL = 1e-4
@@ -122,29 +120,6 @@ def _white_noise(x: Tensor, g: torch.Generator) -> Tensor:
     return torch.randn(x.shape, generator=g)
 
 
-def _jpeg(x: Tensor, quality: int) -> Tensor:
-    out = []
-    for img in x:
-        buf = io.BytesIO()
-        Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(
-            buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out.append(torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255)
-    return torch.stack(out)
-
-
-def _blur(x: Tensor, sigma: float) -> Tensor:
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def _impulse(x: Tensor, g: torch.Generator) -> Tensor:
     """Salt-and-pepper noise on 5% of the pixels (all channels of a pixel together)."""
     n, _, h, w = x.shape
@@ -188,8 +163,8 @@ def _equal_mse_photometric(big: Tensor, size: int, g: torch.Generator):
     b0 = torch.stack([
         _white_noise(ref[i : i + 1], g)[0] * 0.1 if k == 0 else
         (_impulse(ref[i : i + 1], g)[0] - ref[i]) if k == 1 else
-        (_blur(ref[i : i + 1], 1.5 * size / 64)[0] - ref[i]) if k == 2 else
-        (_jpeg(ref[i : i + 1], 5)[0] - ref[i])
+        (gaussian_blur(ref[i : i + 1], 1.5 * size / 64)[0] - ref[i]) if k == 2 else
+        (jpeg(ref[i : i + 1], 5)[0] - ref[i])
         for i, k in enumerate(damage.tolist())])
     b = match_mse(ref, b0, _mse(ref, a))
     names = [f"{('mean shift', 'contrast stretch')[k]} vs {('noise', 'impulse noise', 'blur', 'JPEG')[d]}"
