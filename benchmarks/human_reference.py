@@ -34,6 +34,7 @@ from perceptual_sim.weights import cache_root, list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_reference import EfficientNetLite0, random_model
+from speed import machine_info
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
 SIZES = (64, 256)
@@ -141,7 +142,7 @@ def main() -> int:
         result = json.loads(args.out.read_text())
     else:
         result = {"date": date.today().isoformat(), "version": __version__, "command": command,
-                  "machine": "2-core AMD EPYC, CPU, torch " + torch.__version__.split("+")[0],
+                  "machine": machine_info(torch.device("cpu")),
                   "triplets": {"csv": str(DATA / "triplets_train.csv"), "count": len(t),
                                "held_out_references": sorted({r for r, m in zip(t.ref, held) if m})},
                   "psych": {"per_family": args.per_family, "sizes": list(SIZES), "images": "scikit-image sample photos"},

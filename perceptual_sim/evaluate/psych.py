@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import __version__, distributed
+from ..distances import MODES
 from ..images import IMAGE_SUFFIXES, load_image
 from ..metric import PerceptualDistance
 from .common import check_batch_size, progress, resolve_model
@@ -232,7 +233,6 @@ def _geometry(big: Tensor, size: int, g: torch.Generator):
     ref = _crop(big, size)
     n = ref.shape[0]
     kinds = torch.randint(0, 3, (n,), generator=g).tolist()
-    margin = (big.shape[2] - size) // 2
     outs, names = [], []
     for i, k in enumerate(kinds):
         if k == 0:
@@ -253,7 +253,6 @@ def _geometry(big: Tensor, size: int, g: torch.Generator):
             moved = F.grid_sample(big[i : i + 1], F.affine_grid(theta, list(big[i : i + 1].shape), align_corners=False),
                                   mode="bicubic", padding_mode="reflection", align_corners=False)
             outs.append(_crop(moved, size)[0].clamp(0, 1))
-    del margin
     a = torch.stack(outs)
     b = match_mse(ref, _white_noise(ref, g), _mse(ref, a))
     return ref, a, b, names
@@ -470,7 +469,7 @@ def score_psych(model: PerceptualDistance | str | None, *, mode: str | None = No
     or the images of a folder."""
     module = resolve_model(model, mode, device)
     photos = folder_photos(Path(images)) if images is not None else None
-    return score_metric(NetMetric(module, modes=(mode,) if mode else ("spatial", "style", "meanpool")), sizes=sizes,
+    return score_metric(NetMetric(module, modes=(mode,) if mode else MODES), sizes=sizes,
                         per_family=per_family, seed=seed, families=families, photos=photos, batch_size=batch_size,
                         info={"model": module.card.name, "sha256": module.card.sha256, "mode": mode or "all",
                               "images": str(images) if images is not None else "scikit-image sample photos"})

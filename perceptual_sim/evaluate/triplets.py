@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import __version__, distributed
+from ..distances import MODES
 from ..images import load_image
 from ..metric import PerceptualDistance
 from .common import check_batch_size, progress, resolve_model
@@ -250,7 +251,7 @@ def score_triplets(
     """Agreement of ``model`` with the human judgments in ``csv_path`` at each size, every mode
     (or only ``mode``), on all triplets and on the selection and held-out parts. Fractions in [0, 1]."""
     module = resolve_model(model, mode, device)
-    return score_metric(NetMetric(module, modes=(mode,) if mode else ("spatial", "style", "meanpool")),
+    return score_metric(NetMetric(module, modes=(mode,) if mode else MODES),
                         csv_path, images, sizes=sizes, batch_size=batch_size, held_out=held_out,
                         info={"model": module.card.name, "sha256": module.card.sha256})
 
