@@ -23,8 +23,8 @@ MAX_MODEL_BYTES = 4 << 30
 class Arg:
     """One keyword argument of a backbone: type, default and inclusive bounds.
 
-    ``kind`` is ``int``, ``float`` (ints accepted), ``str`` (one of ``choices``) or ``list``
-    (``length`` integers); ``low``..``high`` bound numbers and list items.
+    ``kind`` is ``bool``, ``int``, ``float`` (ints accepted), ``str`` (one of ``choices``) or
+    ``list`` (``length`` integers); ``low``..``high`` bound numbers and list items.
     """
 
     kind: type
@@ -36,6 +36,10 @@ class Arg:
 
     def check(self, name: str, value: Any) -> Any:
         """``value`` if it fits, else ValueError naming ``name``."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {short_repr(value)}")
+            return value
         if self.kind is str:
             if not isinstance(value, str) or value not in self.choices:
                 raise ValueError(f"{name} must be one of {list(self.choices)}, got {short_repr(value)}")
@@ -65,6 +69,7 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
         "width": Arg(float, 1.0, 1 / 64, 4),
         "layers": Arg(list, (1, 1, 1, 1), 1, 64, length=4),
         "block": Arg(str, "single", choices=RESNET_BLOCKS),
+        "antialias": Arg(bool, False),
         "num_classes": Arg(int, 0, 0, 100_000),
     },
     "vit": {
@@ -149,6 +154,8 @@ def _resnet(args: dict[str, Any]) -> tuple[int, int]:
     side = ESTIMATE_SIZE // 2
     params = 3 * stem * 49 + 2 * stem
     acts = 3 * stem * side**2 + stem * (side // 2) ** 2  # conv, BN, ReLU; max-pool
+    if args["antialias"]:  # the blurred image, the stride-1 max-pool, a blurred input per strided stage
+        acts += 3 * ESTIMATE_SIZE**2 + stem * side**2 + sum(c * ((side // 2) >> i) ** 2 for i, c in enumerate(planes[:3]))
     side //= 2
     cin = stem
     for p, n, stride in zip(planes, args["layers"], (1, 2, 2, 2)):  # closed form: no loop over n

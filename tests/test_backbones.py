@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from perceptual_sim.backbones import build_backbone
+from perceptual_sim.backbones.resnet import Blur
 
 
 def resnet6_params(w: int) -> int:
@@ -28,6 +29,22 @@ def test_resnet6_structure(width, stem):
     feats = m(torch.rand(2, 3, 64, 64))
     assert [f.shape[1:] for f in feats] == [(c, s, s) for c, s in zip(m.channels, (16, 8, 4, 2))]
     assert all(len(getattr(m.net, f"layer{i}")) == 1 for i in range(1, 5))
+
+
+def test_antialiased_resnet6_blurs_before_every_subsampling():
+    plain = build_backbone("k22_resnet", {"width": 0.25})
+    m = build_backbone("k22_resnet", {"width": 0.25, "antialias": True}).eval()
+    assert sum(p.numel() for p in m.parameters()) == resnet6_params(16)  # the blurs have no parameters
+    assert [f.shape for f in m(torch.rand(1, 3, 64, 48))] == [f.shape for f in plain(torch.rand(1, 3, 64, 48))]
+    blurs = [mod for mod in m.modules() if isinstance(mod, Blur)]
+    assert [b.stride for b in blurs] == [1, 2, 1, 1, 1]  # image, max-pool, stages 2-4
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[0, 0, 2, 2] = 16
+    expected = torch.zeros(5, 5)
+    expected[1:4, 1:4] = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]])
+    torch.testing.assert_close(blurs[0](impulse)[0, 0], expected)  # [1, 2, 1] / 4 outer product, by hand
+    flat = torch.full((1, 2, 4, 4), 0.3)
+    torch.testing.assert_close(blurs[1](flat), torch.full((1, 2, 2, 2), 0.3))  # edges replicate: no dark border
 
 
 def test_resnet18_like():
@@ -60,5 +77,5 @@ def test_unknown_architecture_and_bad_args():
     with pytest.raises(ValueError, match="unknown architecture 'resnet9'.*k22_resnet"):
         build_backbone("resnet9")
     with pytest.raises(ValueError, match=r"arch_args\.depth is not an argument of architecture 'k22_resnet' "
-                                         r"\(its arguments: width, layers, block, num_classes\)"):
+                                         r"\(its arguments: width, layers, block, antialias, num_classes\)"):
         build_backbone("k22_resnet", {"depth": 3})

@@ -15,7 +15,7 @@ from conftest import make_model
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import PerceptualDistance, WeightsError
-from perceptual_sim.archs import MAX_MODEL_BYTES, estimate
+from perceptual_sim.archs import MAX_MODEL_BYTES, check_arch_args, estimate
 from perceptual_sim.backbones import build_backbone
 from perceptual_sim.cli import main
 from perceptual_sim.weights import MAX_CARD_BYTES, ModelCard, sha256_file
@@ -48,6 +48,7 @@ HOSTILE = {
     "name with escapes": (_with(name="x\x1b[2J"), "field 'name' must be a non-empty name without control characters"),
     "unknown arch": (_with(arch="resnet9"), ("field 'arch' must be one of ['alexnet', 'k22_resnet', 'vgg16', 'vit'], "
                                             "got 'resnet9'")),
+    "antialias as number": (_with(arch_args={"antialias": 1}), "arch_args.antialias must be true or false, got 1"),
     "huge width": (_with(arch_args={"width": 1e9}), "arch_args.width must be a number in [0.015625, 4], got 1000000000.0"),
     "width as text": (_with(arch_args={"width": "1"}), "arch_args.width must be a number in [0.015625, 4], got '1'"),
     "width true": (_with(arch_args={"width": True}), "arch_args.width must be a number in [0.015625, 4], got True"),
@@ -207,7 +208,7 @@ def test_oversized_architectures_are_refused_before_anything_is_built(good, tmp_
 
 
 def test_the_memory_bound_can_be_raised_or_lowered_explicitly(good, monkeypatch):
-    need = estimate("k22_resnet", {"width": 0.25, "layers": (1, 1, 1, 1), "block": "single", "num_classes": 0})[0]
+    need = estimate("k22_resnet", check_arch_args("k22_resnet", {"width": 0.25}))[0]
     assert PerceptualDistance.from_pretrained(str(good[0]), max_model_bytes=need).card.name == "good"
     with pytest.raises(ValueError, match=re.escape(f"more than max_model_bytes={need - 1:,}")):
         PerceptualDistance.from_pretrained(str(good[0]), max_model_bytes=need - 1)
@@ -221,6 +222,7 @@ def test_the_memory_bound_can_be_raised_or_lowered_explicitly(good, monkeypatch)
 
 
 ARCHS = [("k22_resnet", {}), ("k22_resnet", {"width": 0.5, "layers": [2, 2, 2, 2], "block": "basic"}),
+         ("k22_resnet", {"width": 0.5, "antialias": True}),
          ("k22_resnet", {"width": 0.25, "layers": [1, 2, 1, 1], "block": "bottleneck", "num_classes": 10}),
          ("vit", {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}),
          ("vit", {"patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "mlp_ratio": 2, "num_classes": 7}),
@@ -229,7 +231,7 @@ ARCHS = [("k22_resnet", {}), ("k22_resnet", {"width": 0.5, "layers": [2, 2, 2, 2
 
 @pytest.mark.parametrize("arch, args", ARCHS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(ARCHS)])
 def test_the_estimate_counts_parameters_exactly_and_bounds_activations(arch, args):
-    from perceptual_sim.archs import ESTIMATE_SIZE, check_arch_args
+    from perceptual_sim.archs import ESTIMATE_SIZE
 
     with torch.device("meta"):  # shapes only: nothing is allocated
         net = build_backbone(arch, args).eval()

@@ -14,8 +14,10 @@ MODES = ("spatial", "style", "meanpool")
 # (arch, arch_args, interior side of a tile, image H x W): halos are cut on some tiles, sizes are not multiples of 32
 CASES = {
     "resnet6": ("k22_resnet", {"width": 0.25}, 32, (200, 170)),
+    "resnet6-antialias": ("k22_resnet", {"width": 0.25, "antialias": True}, 32, (330, 300)),
     "resnet-basic": ("k22_resnet", {"width": 0.125, "block": "basic"}, 64, (360, 330)),
-    "resnet-bottleneck": ("k22_resnet", {"width": 0.125, "layers": [1, 2, 1, 1], "block": "bottleneck"}, 32, (200, 170)),
+    "resnet-bottleneck": ("k22_resnet", {"width": 0.125, "layers": [1, 2, 1, 1], "block": "bottleneck",
+                                         "antialias": True}, 32, (330, 300)),
     "alexnet": ("alexnet", {}, 192, (400, 380)),
 }
 

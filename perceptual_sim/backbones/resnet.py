@@ -5,6 +5,12 @@ ResNet-6: a 7x7/2 stem conv + 3x3/2 max-pool, then four stages of ONE 3x3 conv e
 each with a 1x1 projection shortcut where the shape changes (identity otherwise, as in
 timm), then global pooling and a linear classifier when ``num_classes > 0``.
 The tapped maps are the outputs of the four stages (16/8/4/2 px for a 64 px input).
+
+``antialias=True`` low-passes before every subsampling (Zhang, ICML 2019, "Making
+convolutional networks shift-invariant again"): a 3 x 3 binomial blur of the image before the
+strided stem conv, max-pool at stride 1 then a blur at stride 2 (MaxBlurPool), and a blur of
+the input of each strided block (blur and conv commute, so this is the blurred, subsampled
+conv). The blurs have no parameters.
 """
 
 from __future__ import annotations
@@ -13,11 +19,27 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet, downsample_conv
 from torch import nn
 
 from ..archs import resnet_widths
 from .tiling import Tiling
+
+
+class Blur(nn.Module):
+    """Depthwise 3 x 3 binomial ([1, 2, 1] / 4 outer product) blur, edge-replicating, at ``stride``."""
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        self.stride = stride
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None] / 16).view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 3, 3), stride=self.stride, groups=c)
 
 
 class SingleConvBlock(nn.Module):
@@ -60,6 +82,7 @@ class K22ResNet(nn.Module):
         width: multiplier on every stage's channels, the stem included (0.25 = quarter width).
         layers: blocks per stage.
         block: ``single`` (one conv, ResNet-6), ``basic`` (ResNet-18 style) or ``bottleneck``.
+        antialias: blur before every subsampling (see the module's docstring).
         num_classes: size of the classifier head; 0 (the metric's case) drops it.
     """
 
@@ -68,6 +91,7 @@ class K22ResNet(nn.Module):
         width: float = 1.0,
         layers: Sequence[int] = (1, 1, 1, 1),
         block: str = "single",
+        antialias: bool = False,
         num_classes: int = 0,
     ) -> None:
         super().__init__()
@@ -85,9 +109,14 @@ class K22ResNet(nn.Module):
                 down = downsample_conv(stem, out, kernel_size=1, norm_layer=nn.BatchNorm2d)
             net.layer1[0] = block_cls(stem, planes, 1, down)
             net.init_weights(zero_init_last=True)
+        if antialias:
+            net.conv1 = nn.Sequential(Blur(), net.conv1)
+            net.maxpool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), Blur(stride=2))
+            for stage in (net.layer2, net.layer3, net.layer4):
+                stage.insert(0, Blur())
         self.net = net
         self.channels = [stage_channels[i] * block_cls.expansion for i in range(4)]
-        self.tiling = _tiling(tuple(layers), block)
+        self.tiling = _tiling(tuple(layers), block, antialias)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
@@ -97,11 +126,15 @@ class K22ResNet(nn.Module):
         return self.net(x)
 
 
-def _tiling(layers: tuple[int, ...], block: str) -> Tiling:
-    """Receptive-field reach of the deepest tap; every conv and pool here is centred (padding (k - 1) / 2)."""
+def _tiling(layers: tuple[int, ...], block: str, antialias: bool = False) -> Tiling:
+    """Receptive-field reach of the deepest tap; every conv, pool and blur here is centred (padding (k - 1) / 2)."""
     reach, jump = 3 + 2, 4  # the 7 x 7 / 2 stem conv (reach 3), then the 3 x 3 / 2 max-pool (1 x jump 2)
+    if antialias:
+        reach += 1 + 2  # the image blur (1 x jump 1); the max-pool's blur (1 x jump 2)
     convs = 2 if block == "basic" else 1  # 3 x 3 convs per block; a stage's first one carries its stride
     for n, stride in zip(layers, (1, 2, 2, 2)):
+        if antialias and stride == 2:
+            reach += jump  # the blur of the strided block's input
         for i in range(n * convs):
             reach += jump
             if i == 0:
