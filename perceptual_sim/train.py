@@ -28,7 +28,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
-from . import __version__
+from ._version import __version__
 from .backbones import build_backbone
 from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model, write_atomic
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .archs import SCHEMAS, check_arch_args, short_repr
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, not to list models

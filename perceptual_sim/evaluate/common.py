@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
 from ..api import load
 from ..distances import MODES
 from ..images import image_size, load_image

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
 from ..weights import cache_root, write_atomic

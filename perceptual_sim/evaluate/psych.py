@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
 from ..distances import MODES
 from ..images import IMAGE_SUFFIXES, load_image
 from ..metric import PerceptualDistance

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
 from ..distances import MODES
 from ..images import load_image
 from ..metric import PerceptualDistance
