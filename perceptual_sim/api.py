@@ -14,7 +14,7 @@ from torch import Tensor
 from .distributed import parse_device
 from .images import load_image, pil_to_tensor
 from .metric import PerceptualDistance
-from .weights import DEFAULT_MODEL
+from .registry import DEFAULT_MODEL
 
 ImageInput = Union[Tensor, str, "os.PathLike[str]", Image.Image, np.ndarray]
 """What :func:`distance` takes: a batch tensor, or one image as a file path, PIL image or H x W x 3 array."""
@@ -70,7 +70,7 @@ def distance(
     """
     tensors = [a for a in (x, y) if isinstance(a, Tensor)]
     module = load(model, device=tensors[0].device if tensors else "auto")
-    device = module.input_mean.device
+    device = module.device
     x, y = (a if isinstance(a, Tensor) else _as_batch(a, name).to(device) for a, name in ((x, "x"), (y, "y")))
     if x.requires_grad or y.requires_grad:
         return module(x, y, mode=mode, **kwargs)

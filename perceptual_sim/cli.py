@@ -31,16 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._version import __version__
-from .weights import (
-    DEFAULT_MODEL,
-    DOWNLOADABLE,
-    HUB_PREFIX,
-    MODES,
-    bundled_dir,
-    cache_root,
-    downloaded_dir,
-    list_models,
-)
+from .archs import MODES
+from .files import cache_root
+from .hub import HUB_PREFIX
+from .registry import DEFAULT_MODEL, DOWNLOADABLE, bundled_dir, downloaded_dir, list_models
 
 if TYPE_CHECKING:
     import torch
@@ -257,7 +251,7 @@ def _check_output(path: Path | None, force: bool, flag: str) -> None:
 
 def _write_output(path: Path, text: str, force: bool, flag: str) -> None:
     """Write an output atomically: readers and an interrupted run never see a half file."""
-    from .weights import write_atomic
+    from .files import write_atomic
 
     try:
         write_atomic(path, text.encode("utf-8"), overwrite=force)
@@ -711,9 +705,13 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _run_push(args: argparse.Namespace) -> int:
-    from .weights import push_model
+    from . import hub
+    from .metric import PerceptualDistance
 
-    commit = push_model(args.model, args.repo_id, revision=args.revision, private=args.private, message=args.message)
+    hub.check_repo_id(args.repo_id)
+    model = PerceptualDistance.from_pretrained(args.model)  # the weights pass every check before any upload
+    commit = hub.push(model.card, model.weights_path, args.repo_id, revision=args.revision, private=args.private,
+                      message=args.message)
     print(f"pushed {args.model} to {args.repo_id} (commit {commit})")
     print(f"load it with: --model hf-hub:{args.repo_id}@{commit}")
     return 0

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-MODES = ("spatial", "style", "meanpool")
+from .archs import MODES
+
 EPS = 1e-10
 CANCELLATION_GUARD = 1 / 16
 """Fraction of ``|a - m|² + |b - m|²`` below which :func:`squared_cdist` recomputes an entry."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import hub
 from .archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
 from .backbones import Tiling, build_backbone
+from .card import ModelCard, WeightsError, load_tensors
 from .distances import (
     MODES,
     embedding,
@@ -26,7 +28,7 @@ from .distances import (
     squared_cdist,
     style_term,
 )
-from .weights import HUB_PREFIX, ModelCard, WeightsError, evict_hub_model, load_tensors, resolve
+from .registry import resolve
 
 RANGE_TOLERANCE = 1e-3
 """Values at most this far outside the input range (floating-point noise) are clamped."""
@@ -52,7 +54,8 @@ class PerceptualDistance(nn.Module):
     """Perceptual distance between image batches.
 
     The module is always in eval mode and its parameters are frozen; gradients flow to the
-    inputs only. Build it with :meth:`from_pretrained` (or from a :class:`ModelCard`).
+    inputs only. Build it with :meth:`from_pretrained` (a model string) or :meth:`from_card` (a
+    card and its tensors); the constructor alone gives random weights.
 
     Args:
         card: the model card (architecture, normalisation, default mode).
@@ -113,7 +116,7 @@ class PerceptualDistance(nn.Module):
         self.batch_pixels = batch_pixels
         self.validate = validate
         self.weights_path: Path | None = None
-        """The tensor file :meth:`from_pretrained` loaded (None for a module built from a card)."""
+        """The tensor file the weights came from (:meth:`from_pretrained`, :meth:`from_card`), else None."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
         if compile is None:
             compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
@@ -144,17 +147,38 @@ class PerceptualDistance(nn.Module):
         Hub files that fail a check are removed from the Hugging Face cache.
         """
         card, path = resolve(model, cache_dir=cache_dir)
-        module = cls(card, mode=mode, **options)
         try:
-            module.load_weights(load_tensors(card, path), source=str(path))
+            return cls.from_card(card, path, mode=mode, **options)
         except WeightsError as exc:
-            if model.startswith(HUB_PREFIX):
-                raise evict_hub_model(model, path, exc) from None
+            if model.startswith(hub.HUB_PREFIX):
+                raise hub.evict(model, path, exc) from None
             raise
-        module.weights_path = path
+
+    @classmethod
+    def from_card(
+        cls, card: ModelCard, tensors: str | os.PathLike[str] | Mapping[str, Tensor], *, mode: str | None = None,
+        **options: Any,
+    ) -> PerceptualDistance:
+        """Build the module of ``card``, then load its weights strictly (:meth:`load_weights`).
+
+        ``tensors``: the tensor file (read once the module is built and the file's sha256 matches
+        the card; it becomes :attr:`weights_path`), or the tensors themselves.
+        """
+        module = cls(card, mode=mode, **options)
+        if isinstance(tensors, (str, os.PathLike)):
+            path = Path(tensors)
+            module.load_weights(load_tensors(card, path), source=str(path))
+            module.weights_path = path
+        else:
+            module.load_weights(tensors)
         return module
 
-    def load_weights(self, tensors: dict[str, Tensor], source: str = "weights") -> None:
+    @property
+    def device(self) -> torch.device:
+        """The device the module's buffers and parameters are on."""
+        return self.input_mean.device
+
+    def load_weights(self, tensors: Mapping[str, Tensor], source: str = "weights") -> None:
         """Load a state dict strictly: every tensor present, none extra, shapes equal, float
         tensors finite and of a float dtype, others of the module's dtype. ``source`` names the
         tensors' file in errors."""
@@ -206,7 +230,7 @@ class PerceptualDistance(nn.Module):
         if x.dim() != 4:
             hint = f"; for one image use {name}.unsqueeze(0)" if x.dim() == 3 else ""
             raise ValueError(f"{name} must be N x C x H x W (4 dimensions), got shape {tuple(x.shape)}{hint}")
-        device = self.input_mean.device
+        device = self.device
         if x.device != device:
             raise ValueError(
                 f"{name} is on {x.device} but the model is on {device}: move one of them "

@@ -30,7 +30,8 @@ from safetensors.torch import save as save_tensors
 
 from ._version import __version__
 from .backbones import build_backbone
-from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model, write_atomic
+from .card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from .files import write_atomic
 
 IMAGE_SIZE = 64
 EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from perceptual_sim.card import ModelCard, save_model
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import ModelCard, save_model
 
 
 def make_model(folder: Path, name: str = "tiny", arch: str = "k22_resnet", arch_args: dict | None = None,

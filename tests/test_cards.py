@@ -17,8 +17,9 @@ from safetensors.torch import load_file, save_file
 from perceptual_sim import PerceptualDistance, WeightsError
 from perceptual_sim.archs import MAX_MODEL_BYTES, check_arch_args, estimate
 from perceptual_sim.backbones import build_backbone
+from perceptual_sim.card import MAX_CARD_BYTES, ModelCard
 from perceptual_sim.cli import main
-from perceptual_sim.weights import MAX_CARD_BYTES, ModelCard, sha256_file
+from perceptual_sim.files import sha256_file
 
 
 @pytest.fixture(scope="module")

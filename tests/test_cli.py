@@ -14,8 +14,7 @@ import pytest
 from conftest import make_model
 from PIL import Image
 
-from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance
-from perceptual_sim import weights as weights_module
+from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance, registry
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
 from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH
@@ -166,7 +165,7 @@ def test_dirs_json_output(tiny_card, pair, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- list, download, train
 def test_list(tiny_card, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(weights_module, "bundled_dir", lambda: tmp_path)
+    monkeypatch.setattr(registry, "bundled_dir", lambda: tmp_path)
     monkeypatch.setattr("perceptual_sim.cli.bundled_dir", lambda: tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["list"]) == 0

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from perceptual_sim import ModelNotFoundError, distance, load
 from perceptual_sim.cli import main
-from perceptual_sim.weights import sha256_file
+from perceptual_sim.files import sha256_file
 
 GREY = (124, 116, 104)  # about the ImageNet mean: the overflowing model below stays finite on it
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nshowpage\n%%EOF\n"

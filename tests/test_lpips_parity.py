@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from perceptual_sim import convert, distance
+from perceptual_sim.card import ModelNotFoundError, WeightsError, read_card
 from perceptual_sim.cli import main
 from perceptual_sim.convert import (
     LIN_FILE,
@@ -39,7 +40,7 @@ from perceptual_sim.convert import (
 )
 from perceptual_sim.images import load_image
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import DOWNLOADABLE, ModelNotFoundError, WeightsError, bundled_dir, read_card, resolve
+from perceptual_sim.registry import DOWNLOADABLE, bundled_dir, resolve
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # lpips calls torchvision with pretrained=...
 

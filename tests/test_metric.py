@@ -9,7 +9,7 @@ from conftest import make_model
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import ModelNotFoundError, PerceptualDistance, WeightsError
-from perceptual_sim.weights import sha256_file
+from perceptual_sim.files import sha256_file
 
 MODES = ["spatial", "style", "meanpool"]
 
@@ -185,7 +185,7 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_card_round_trip(tiny_card):
-    from perceptual_sim.weights import ModelCard, read_card
+    from perceptual_sim.card import ModelCard, read_card
 
     card = read_card(tiny_card)
     assert ModelCard.from_json(card.to_json()) == card

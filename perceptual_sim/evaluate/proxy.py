@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from .. import distributed
 from .._version import __version__
+from ..files import cache_root, write_atomic
 from ..metric import PerceptualDistance
 from ..train import EXTENSIONS, decode_square
-from ..weights import cache_root, write_atomic
 from .bapps import two_afc_score
 from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
