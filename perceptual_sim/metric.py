@@ -201,6 +201,17 @@ class PerceptualDistance(nn.Module):
         if self.layer_weights is not None and any((w < 0).any() for w in self.layer_weights):
             raise WeightsError(f"{source}: model {self.card.name!r} has negative layer weights; they must be >= 0")
 
+    def _mode(self, mode: str | None) -> str:
+        """``mode``, or the module's when None; ValueError unless it is one of :data:`MODES`."""
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode
+
+    def _weights(self) -> list[Tensor] | None:
+        """The per-layer channel weights (LPIPS "lin"), or None."""
+        return list(self.layer_weights) if self.layer_weights is not None else None
+
     def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""
         return super().train(False)
@@ -337,9 +348,7 @@ class PerceptualDistance(nn.Module):
         Raises:
             ValueError: bad inputs, or (with ``validate``) a distance that is NaN or infinite.
         """
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        mode = self._mode(mode)
         if spatial and mode != "spatial":
             raise ValueError(f"spatial=True gives a map only in spatial mode, not {mode!r}")
         if spatial and per_layer:
@@ -369,18 +378,17 @@ class PerceptualDistance(nn.Module):
             shape = (0, 1, h, w) if spatial else (0, len(self.backbone.channels)) if per_layer else (0,)
             out = xc.new_zeros(shape, dtype=torch.float32)
             return out.sum() if reduction == "sum" else out
-        weights = list(self.layer_weights) if self.layer_weights is not None else None
         tiling: Tiling | None = getattr(self.backbone, "tiling", None)
         if tiling is not None and 2 * h * w > self._budget(xc.device):
-            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, weights, tiling)
+            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, self._weights(), tiling)
         else:
             # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
             pairs = torch.stack([self._normalise(xc, lo, hi), self._normalise(yc, lo_y, hi_y)], 1).flatten(0, 1)
             feats = self._backbone(pairs, group=2)
             fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
+            terms = self.compare(fa, fb, mode=mode, per_layer=True)
             with torch.autocast(xc.device.type, enabled=False):
-                terms = layer_terms(mode, fa, fb, weights)
-                maps = spatial_maps(fa, fb, weights) if spatial else None
+                maps = spatial_maps(fa, fb, self._weights()) if spatial else None
         with torch.autocast(xc.device.type, enabled=False):
             out = terms if per_layer else _spatial_map(maps, terms, (h, w)) if spatial else terms.sum(1)
         if self.validate:
@@ -454,15 +462,28 @@ class PerceptualDistance(nn.Module):
         xa = self.prepare(x, input_range=input_range, grey=grey)
         return Features([f.float() for f in self._backbone(xa)], (xa.shape[2], xa.shape[3]))
 
+    def compare(
+        self, fa: Features | Sequence[Tensor], fb: Features | Sequence[Tensor], *, mode: str | None = None,
+        per_layer: bool = False,
+    ) -> Tensor:
+        """Distances between matching images of two feature batches (from :meth:`embed`, or its
+        ``maps``): float32 [N], or the N x L per-layer terms with ``per_layer``. This is where a mode
+        and the layer weights meet the features; :meth:`forward` uses it too."""
+        mode = self._mode(mode)
+        ma, mb = (f.maps if isinstance(f, Features) else f for f in (fa, fb))
+        with torch.autocast(ma[0].device.type, enabled=False):
+            terms = layer_terms(mode, ma, mb, self._weights())
+        return terms if per_layer else terms.sum(1)
+
     def pairwise(self, fa: Features, fb: Features, *, mode: str | None = None) -> Tensor:
         """N x M matrix of distances between every image of ``fa`` and every image of ``fb``."""
-        mode = mode or self.mode
+        mode = self._mode(mode)
         if mode == "spatial" and fa.image_size != fb.image_size:
             raise ValueError(
                 f"spatial pairwise distances need equal image sizes, got {fa.image_size} and {fb.image_size}; "
                 "use mode='style' or 'meanpool', or resize the images"
             )
-        weights = list(self.layer_weights) if self.layer_weights is not None else None
+        weights = self._weights()
         with torch.autocast(fa.maps[0].device.type, enabled=False):
             ea, eb = embedding(mode, fa.maps, weights), embedding(mode, fb.maps, weights)
             out = squared_cdist(ea[0], eb[0])
