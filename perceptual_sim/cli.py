@@ -26,7 +26,7 @@ import statistics
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,8 +39,8 @@ from .registry import DEFAULT_MODEL, DOWNLOADABLE, bundled_dir, downloaded_dir, 
 if TYPE_CHECKING:
     import torch
 
-    from .images import DecodedImage
     from .metric import PerceptualDistance
+    from .pairs import Pair
 
 PIXEL_BUDGET = 1 << 24
 """``dirs`` batches hold at most this many pixels of A images (and of B images), so large images go fewer at a time."""
@@ -356,14 +356,6 @@ def _note_grey(paths: Sequence[Path]) -> None:
 
 
 # ----------------------------------------------------------------------------- dirs
-@dataclass
-class _Row:
-    a: Path
-    b: Path
-    distance: float | None = None
-    error: str | None = None
-
-
 def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dirs DIR_A DIR_B``."""
     from .images import IMAGE_SUFFIXES
@@ -400,6 +392,7 @@ def add_dirs_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _run_dirs(args: argparse.Namespace) -> int:
     from . import distributed
     from .api import load
+    from .pairs import Pair
 
     for folder in (args.dir_a, args.dir_b):
         if not folder.is_dir():
@@ -425,7 +418,7 @@ def _run_dirs(args: argparse.Namespace) -> int:
     if not common:
         raise ValueError(f"no image pairs: {args.dir_a} has {len(files_a)} images, {args.dir_b} has {len(files_b)}, "
                          "and none share a relative path")
-    rows = [_Row(files_a[r], files_b[r]) for r in common]
+    rows = [Pair(files_a[r], files_b[r]) for r in common]
     with distributed.session(device) as device:
         model = load(args.model, mode=args.mode, device=device)
         _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
@@ -462,7 +455,7 @@ def _run_dirs(args: argparse.Namespace) -> int:
     return status
 
 
-def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: list[_Row], names: list[str],
+def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: list[Pair], names: list[str],
                   info: dict[str, str]) -> None:
     """The ``--report`` page; the pairs shown get a spatial heat map, on one scale."""
     import torch
@@ -473,7 +466,7 @@ def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: lis
     scored = sorted((r for r in rows if r.error is None), key=lambda r: r.distance)
     k = min(SHOWN, (len(scored) + 1) // 2)
 
-    def show(row: _Row) -> Shown:
+    def show(row: Pair) -> Shown:
         a, b = (decode_image(p, max_pixels=args.max_pixels).pixels for p in (row.a, row.b))
         device = model.input_mean.device
         with torch.inference_mode():
@@ -529,94 +522,19 @@ def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> No
         print(f"  ... and {len(items) - _LISTED} more", file=sys.stderr)
 
 
-def _score(model: PerceptualDistance, rows: list[_Row], *, batch_size: int, resize: bool, max_pixels: int) -> None:
-    """Fill in each row's distance or error.
-
-    Pairs are grouped by their sizes as the file headers give them, and each group is cut into
-    batches whose images are decoded only when the batch is scored. In a
-    :func:`distributed.session` each process scores a share of the batches.
-    """
-    import torch
-    from tqdm import tqdm
-
+def _score(model: PerceptualDistance, rows: list[Pair], *, batch_size: int, resize: bool, max_pixels: int) -> None:
+    """Fill in each row's distance or error (:func:`perceptual_sim.pairs.score_pairs`, recording failures)."""
     from . import distributed
-    from .images import image_size
+    from .pairs import score_pairs
 
-    groups: dict[tuple[tuple[int, int], tuple[int, int]], list[_Row]] = {}
-    for row in rows:
-        try:
-            sizes = image_size(row.a, max_pixels=max_pixels), image_size(row.b, max_pixels=max_pixels)
-        except Exception as exc:  # ImageError, and whatever else a header parser can raise
-            row.error = str(exc) if isinstance(exc, ValueError) else f"{row.a} / {row.b}: {type(exc).__name__}: {exc}"
-            continue
-        groups.setdefault(sizes, []).append(row)
-    batches = []
-    for (size_a, size_b), members in groups.items():
-        area = max(size_a[0] * size_a[1], size_b[0] * size_b[1])
-        step = max(1, min(batch_size, PIXEL_BUDGET // area))
-        batches += [members[start:start + step] for start in range(0, len(members), step)]
-    mine = distributed.shard(batches)
-    results = []
-    disable = None if distributed.is_main() else True  # None: a bar on a terminal only
-    with tqdm(total=sum(map(len, mine)), desc="scoring", unit="pair", disable=disable) as bar, torch.inference_mode():
-        for batch in mine:
-            found: list[Path] = []
-            _score_batch(model, batch, resize=resize, max_pixels=max_pixels, grey=found)
-            results.append(([(r.distance, r.error) for r in batch], found))
-            bar.update(len(batch))
-    grey: list[Path] = []
-    for batch, (outcomes, found) in zip(batches, distributed.gather(results)):
-        for row, (distance, error) in zip(batch, outcomes):
-            row.distance, row.error = distance, error
-        grey += found
+    grey = score_pairs(model, rows, batch_size=batch_size, resize=resize, max_pixels=max_pixels,
+                       check=lambda a, b, size_a, size_b: _pair_problem(a, b, size_a, size_b, resize, model.card.min_size),
+                       pixel_budget=PIXEL_BUDGET, errors="record", terminal_only=True)
     if distributed.is_main():
         _note_grey(grey)
 
 
-def _score_batch(model: PerceptualDistance, rows: list[_Row], *, resize: bool, max_pixels: int,
-                 grey: list[Path]) -> None:
-    """Decode, check and score ``rows``, batching pairs of equal decoded sizes. A failure (of the
-    decoder, or of the model on a batch: a size it refuses, a distance that is not finite) is
-    recorded for the pairs it concerns: a failed batch is scored again pair by pair."""
-
-    from .images import decode_image
-
-    batches: dict[tuple[torch.Size, torch.Size], list[tuple[_Row, DecodedImage, DecodedImage]]] = {}
-    for row in rows:
-        try:
-            a, b = decode_image(row.a, max_pixels=max_pixels), decode_image(row.b, max_pixels=max_pixels)
-        except Exception as exc:  # ImageError, and whatever else a decoder can raise (MemoryError, ...)
-            row.error = str(exc) if isinstance(exc, ValueError) else f"{row.a} / {row.b}: {type(exc).__name__}: {exc}"
-            continue
-        row.error = _pair_problem(row.a, row.b, tuple(a.pixels.shape[1:]), tuple(b.pixels.shape[1:]),
-                                  resize, model.card.min_size)
-        if row.error is None:
-            grey.extend(p for p, img in ((row.a, a), (row.b, b)) if img.grey)
-            batches.setdefault((a.pixels.shape, b.pixels.shape), []).append((row, a, b))
-    for items in batches.values():
-        try:
-            _score_items(model, items, resize)
-        except Exception:
-            for item in items:
-                try:
-                    _score_items(model, [item], resize)
-                except Exception as exc:  # the model's ValueError, or torch's errors on this pair
-                    why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-                    item[0].error = f"{item[0].a} / {item[0].b}: {why}"
-
-
-def _score_items(model: PerceptualDistance, items: list[tuple[_Row, DecodedImage, DecodedImage]],
-                 resize: bool) -> None:
-    import torch
-
-    device = model.input_mean.device
-    x = torch.stack([a.pixels for _, a, _ in items]).to(device)
-    y = torch.stack([b.pixels for _, _, b in items]).to(device)
-    for (row, _, _), dist in zip(items, model(x, y, resize=resize).double().cpu().tolist()):
-        row.distance = dist
-
-
-def _summary(scored: list[_Row], failed: int) -> dict[str, Any]:
+def _summary(scored: list[Pair], failed: int) -> dict[str, Any]:
     values = [r.distance for r in scored]
     if not values:
         return {"count": 0, "failed": failed}

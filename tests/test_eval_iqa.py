@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from perceptual_sim.evaluate import add_eval_parser, correlations, score_iqa
-from perceptual_sim.evaluate.common import load_image
 from perceptual_sim.evaluate.iqa import fit_logistic, krcc, logistic4, logistic5, plcc, read_list, srcc
+from perceptual_sim.images import load_image
 
 stats = pytest.importorskip("scipy.stats")
 

@@ -7,6 +7,7 @@ triplet judgments, settled psychophysics and the LPIPS-judged proxies.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 
 from .. import distributed
 from ..distances import MODES
+from ..files import check_output, write_output
 from .bapps import LOAD_SIZE, VAL_FAMILIES, format_bapps, jnd_map, score_bapps, two_afc_score
-from .common import check_output, resolve_model, write_json
+from .common import resolve_model
 from .iqa import correlations, format_iqa, score_iqa
 from .psych import FAMILIES, format_psych, score_psych
 from .triplets import format_triplets, score_triplets
@@ -120,7 +122,7 @@ def _common_args(p: argparse.ArgumentParser, *, batch_size: int, unit: str) -> N
 def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], dict[str, Any]],
          fmt: Callable[[dict[str, Any]], str]) -> int:
     try:
-        check_output(args.json, args.force)
+        check_output(args.json, args.force, "--json")
         device = distributed.parse_device(args.device)
     except (OSError, ValueError) as exc:
         if distributed.is_main():
@@ -130,7 +132,7 @@ def _run(name: str, args: argparse.Namespace, score: Callable[[torch.device], di
         with distributed.session(device) as device:
             result = score(device)
         if args.json is not None and distributed.is_main():
-            write_json(result, args.json, force=args.force)
+            write_output(args.json, json.dumps(result, indent=2) + "\n", args.force, "--json")
     except (ValueError, OSError, ImportError) as exc:
         where = "" if distributed.is_main() else f"rank {distributed.rank()}: "
         print(f"error: {where}eval {name}: {exc}", file=sys.stderr)

@@ -35,8 +35,8 @@ from .._version import __version__
 from ..files import cache_root, write_atomic
 from ..images import IMAGE_SUFFIXES, decode_square
 from ..metric import PerceptualDistance
+from ..pairs import check_batch_size
 from .bapps import two_afc_score
-from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
 from .metrics import NetMetric, ProxyMetric
 
