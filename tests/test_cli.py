@@ -166,7 +166,6 @@ def test_dirs_json_output(tiny_card, pair, tmp_path, capsys):
 # ----------------------------------------------------------------------------- list, download, train
 def test_list(tiny_card, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "bundled_dir", lambda: tmp_path)
-    monkeypatch.setattr("perceptual_sim.cli.bundled_dir", lambda: tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["list"]) == 0
     assert capsys.readouterr().out.startswith(f"no bundled models (looked in {tmp_path})")

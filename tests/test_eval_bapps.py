@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptual_sim.evaluate import add_eval_parser, jnd_map, score_bapps, two_afc_score
+from perceptual_sim.cli import main
+from perceptual_sim.evaluate import jnd_map, score_bapps, two_afc_score
 from perceptual_sim.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 from perceptual_sim.images import load_image
 
@@ -177,23 +177,18 @@ def test_score_bapps_reports_broken_trees(tmp_path, tiny, bapps_root):
 
 
 def test_cli_eval_bapps(bapps_root, tiny_card, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "res.json"
     argv = ["eval", "bapps", "--root", str(bapps_root), "--model", str(tiny_card), "--json", str(out),
             "--families", "cnn", "color"]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "PS (partial: cnn, color)" in printed and "missing JND families: cnn" in printed
     res = json.loads(out.read_text())
     assert res["ps"] == pytest.approx((EXPECTED_2AFC["cnn"] + EXPECTED_2AFC["color"]) / 2)
     assert res["package_version"]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 2
+    assert main(argv) == 2
     assert "--force" in capsys.readouterr().err
-    args = parser.parse_args(argv + ["--force"])
-    assert args.func(args) == 0
+    assert main(argv + ["--force"]) == 0
 
 
 # ------------------------------------------------------------------------------ lpips' load_size protocol
@@ -241,15 +236,12 @@ def test_bapps_follows_lpips_load_size_by_default(tmp_path, tiny, tiny_card, cap
     assert default["load_size"] == 64 and at_stored["load_size"] is None
     assert default["2afc"]["traditional"]["score"] == 1.0 and at_stored["2afc"]["traditional"]["score"] == 0.0
     assert default["jnd"]["traditional"]["map"] == 1.0 and at_stored["jnd"]["traditional"]["map"] == 0.5
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     assert "patches resized to 64 px (lpips' protocol)" in format_bapps(default)
-    args = parser.parse_args(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", "stored",
-                              "--families", "traditional", "--json", str(tmp_path / "stored.json")])
-    assert args.func(args) == 0 and "patches at their stored size" in capsys.readouterr().out
+    assert main(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", "stored",
+                 "--families", "traditional", "--json", str(tmp_path / "stored.json")]) == 0
+    assert "patches at their stored size" in capsys.readouterr().out
     assert json.loads((tmp_path / "stored.json").read_text())["2afc"] == at_stored["2afc"]
-    with pytest.raises(SystemExit):
-        parser.parse_args(["eval", "bapps", "--root", str(root), "--load-size", "0"])
+    assert main(["eval", "bapps", "--root", str(root), "--load-size", "0"]) == 2
     assert "expected a positive number of pixels or 'stored'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="load_size must be a positive integer or None"):
         score_bapps(tiny, root, load_size=0)

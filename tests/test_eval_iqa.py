@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -14,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from perceptual_sim.evaluate import add_eval_parser, correlations, score_iqa
+from perceptual_sim.cli import main
+from perceptual_sim.evaluate import correlations, score_iqa
 from perceptual_sim.evaluate.iqa import fit_logistic, krcc, logistic4, logistic5, plcc, read_list, srcc
 from perceptual_sim.images import load_image
 
@@ -164,15 +164,11 @@ def test_score_iqa_rejects_bad_lists(iqa_tree, tiny, tmp_path):
 
 def test_cli_eval_iqa(iqa_tree, tiny_card, tmp_path, capsys):
     list_file, root = iqa_tree
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "iqa.json"
     argv = ["eval", "iqa", "--list", str(list_file), "--root", str(root), "--model", str(tiny_card),
             "--logistic", "4", "--json", str(out)]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert main(argv) == 0
     assert "SRCC" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["per_type"]["noise"]["srcc"] == pytest.approx(1.0) and res["logistic"] == 4
-    args = parser.parse_args(argv)
-    assert args.func(args) == 2 and "exists" in capsys.readouterr().err
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err
