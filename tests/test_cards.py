@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import PerceptualDistance, WeightsError

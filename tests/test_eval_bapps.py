@@ -8,6 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    EXPECTED_2AFC,
+    EXPECTED_JND,
+    JND_AMPLITUDES,
+    JND_SAME,
+    TRIPLETS,
+    make_bapps,
+    save_judgement,
+    save_pixels,
+)
 from PIL import Image
 
 from perceptual_sim.cli import main
@@ -15,56 +25,11 @@ from perceptual_sim.evaluate import jnd_map, score_bapps, two_afc_score
 from perceptual_sim.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 from perceptual_sim.images import load_image
 
-RNG = np.random.default_rng(0)
-
-# (kind, p) per triplet. "ref0": p0 == ref, so d0 = 0 < d1 -> 1 - p; "ref1": p1 == ref -> p;
-# "tie": p0 == p1 -> 0.5.
-TRIPLETS = {
-    "traditional": [("ref0", 0.0), ("ref0", 0.2), ("ref1", 0.6), ("tie", 1.0)],  # 1, .8, .6, .5
-    "cnn": [("ref1", 1.0), ("ref0", 0.6), ("tie", 0.2)],  # 1, .4, .5
-    "color": [("ref0", 1.0), ("ref1", 0.2)],  # 0, .2
-}
-EXPECTED_2AFC = {"traditional": 2.9 / 4, "cnn": 1.9 / 3, "color": 0.2 / 2}
-
-# JND pairs written in this file order; p1 = p0 + noise of the given amplitude (distance grows with it).
-JND_AMPLITUDES = [0.3, 0.0, 0.1, 0.03]
-JND_SAME = [0.0, 1.0, 1.0, 0.0]  # by ascending amplitude: same = 1, 0, 1, 0
-EXPECTED_JND = 0.5 * 1.0 + 0.5 * (2 / 3)  # recall 0.5 at precision 1, recall 1 at precision 2/3
-
-
-def _save(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
-
-
-def _judge(path: Path, value: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.array([value], dtype=np.float32))
+RNG = np.random.default_rng(1)
 
 
 def _random_image() -> np.ndarray:
     return RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-
-
-def make_bapps(root: Path) -> Path:
-    """A BAPPS-layout tree: 2AFC traditional/cnn/color, JND traditional (cnn absent)."""
-    for fam, triplets in TRIPLETS.items():
-        folder = root / "2afc" / "val" / fam
-        for i, (kind, p) in enumerate(triplets):
-            ref, other = _random_image(), _random_image()
-            p0, p1 = {"ref0": (ref, other), "ref1": (other, ref), "tie": (other, other)}[kind]
-            name = f"{i:06d}"
-            for sub, img in (("ref", ref), ("p0", p0), ("p1", p1)):
-                _save(folder / sub / f"{name}.png", img)
-            _judge(folder / "judge" / f"{name}.npy", p)
-    folder = root / "jnd" / "val" / "traditional"
-    base = _random_image().astype(np.float64)
-    noise = RNG.standard_normal(base.shape) * 255
-    for i, (amp, same) in enumerate(zip(JND_AMPLITUDES, JND_SAME)):
-        _save(folder / "p0" / f"{i:06d}.png", base.astype(np.uint8))
-        _save(folder / "p1" / f"{i:06d}.png", np.clip(base + amp * noise, 0, 255).round().astype(np.uint8))
-        _judge(folder / "same" / f"{i:06d}.npy", same)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +114,8 @@ def test_score_bapps_all_six_is_not_partial(tmp_path, tiny):
         folder = tmp_path / "2afc" / "val" / fam
         ref = _random_image()
         for sub, img in (("ref", ref), ("p0", ref), ("p1", _random_image())):
-            _save(folder / sub / "000000.png", img)
-        _judge(folder / "judge" / "000000.npy", 0.25)
+            save_pixels(folder / sub / "000000.png", img)
+        save_judgement(folder / "judge" / "000000.npy", 0.25)
     res = score_bapps(tiny, tmp_path)
     assert res["ps"] == pytest.approx(0.75) and res["ps_partial"] is False and res["missing_2afc"] == []
 
@@ -161,11 +126,11 @@ def test_score_bapps_reports_broken_trees(tmp_path, tiny, bapps_root):
     fam = tmp_path / "2afc" / "val" / "cnn"
     img = _random_image()
     for sub in ("ref", "p0"):
-        _save(fam / sub / "000000.png", img)
-    _judge(fam / "judge" / "000000.npy", 0.5)
+        save_pixels(fam / sub / "000000.png", img)
+    save_judgement(fam / "judge" / "000000.npy", 0.5)
     with pytest.raises(ValueError, match=r"p1/000000.png is missing"):
         score_bapps(tiny, tmp_path)
-    _save(fam / "p1" / "000000.png", img)
+    save_pixels(fam / "p1" / "000000.png", img)
     np.save(fam / "judge" / "000000.npy", np.array([0.5, 0.5]))
     with pytest.raises(ValueError, match="holds 2 values"):
         score_bapps(tiny, tmp_path)
@@ -209,13 +174,13 @@ def make_protocol_tree(root: Path) -> tuple[Path, dict[str, Path]]:
     afc = root / "2afc" / "val" / "traditional"
     for i, (p0, p1, p) in enumerate((("checker", "smooth", 0.0), ("smooth", "checker", 1.0))):
         for sub, name in (("ref", "ref"), ("p0", p0), ("p1", p1)):
-            _save(afc / sub / f"{i:06d}.png", patches[name])
-        _judge(afc / "judge" / f"{i:06d}.npy", p)
+            save_pixels(afc / sub / f"{i:06d}.png", patches[name])
+        save_judgement(afc / "judge" / f"{i:06d}.npy", p)
     jnd = root / "jnd" / "val" / "traditional"
     for i, (name, same) in enumerate((("checker", 1.0), ("smooth", 0.0))):
-        _save(jnd / "p0" / f"{i:06d}.png", patches["ref"])
-        _save(jnd / "p1" / f"{i:06d}.png", patches[name])
-        _judge(jnd / "same" / f"{i:06d}.npy", same)
+        save_pixels(jnd / "p0" / f"{i:06d}.png", patches["ref"])
+        save_pixels(jnd / "p1" / f"{i:06d}.png", patches[name])
+        save_judgement(jnd / "same" / f"{i:06d}.npy", same)
     return root, {name: afc / sub / "000000.png" for name, sub in (("ref", "ref"), ("checker", "p0"), ("smooth", "p1"))}
 
 

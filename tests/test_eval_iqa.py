@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from helpers import save_pixels
 
 from perceptual_sim.cli import main
 from perceptual_sim.evaluate import correlations, score_iqa
@@ -31,8 +31,7 @@ def _smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _save(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    save_pixels(path, (np.clip(img, 0, 1) * 255).round().astype(np.uint8))
 
 
 def _write_list(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from hubclient import pair, weights_digest
 from hubserver import HubServer, client_env, closed_endpoint, finish_client, start_client
 

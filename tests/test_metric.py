@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import ModelNotFoundError, PerceptualDistance, WeightsError

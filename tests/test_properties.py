@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
