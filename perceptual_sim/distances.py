@@ -10,7 +10,8 @@ For layer l with raw map y (N x C x h x w) and its unit-normalised version
 
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
 embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
-(:func:`squared_cdist`). Everything here returns float32 whatever the input dtype.
+(:func:`squared_cdist`). Everything here returns float32 whatever the input dtype. The names of
+the modes, :data:`MODES`, come from :mod:`perceptual_sim.archs`, where cards are checked without torch.
 """
 
 from __future__ import annotations

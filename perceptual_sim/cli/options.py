@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._version import __version__
 from ..archs import MODES
 from ..registry import DEFAULT_MODEL
 
@@ -73,8 +74,6 @@ def cell(text: object) -> str:
 
 def provenance(model: PerceptualDistance) -> dict[str, str]:
     """What a result was computed with: model, mode, weights sha256, package version."""
-    from .._version import __version__
-
     return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256, "version": __version__}
 
 
