@@ -119,7 +119,7 @@ MUTANTS = [
      "    if path.exists() and not force:", ["tests/test_dirs.py::test_outputs_are_checked_before_any_work"]),
     ("atomic writes", "perceptual_sim/files.py", '    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")',
      "    tmp = path", ["tests/test_dirs.py::test_outputs_are_replaced_atomically"]),
-    ("bad --device", "perceptual_sim/distributed.py", "    if device.type not in DEVICE_TYPES:", "    if False:",
+    ("bad --device", "perceptual_sim/api.py", "    if device.type not in DEVICE_TYPES:", "    if False:",
      ["tests/test_dirs.py::test_bad_device_and_empty_model"]),
     ("empty --model", "perceptual_sim/api.py", "    name = DEFAULT_MODEL if model is None else model",
      "    name = model or DEFAULT_MODEL", ["tests/test_dirs.py::test_bad_device_and_empty_model"]),

@@ -150,10 +150,10 @@ def add_batch_size(p: argparse.ArgumentParser, default: int, unit: str) -> None:
 
 def torch_device(name: str) -> torch.device:
     """The torch device ``--device`` names (a usage error when it names none here)."""
-    from .. import distributed
+    from ..api import parse_device
 
     try:
-        return distributed.parse_device(name)
+        return parse_device(name)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
