@@ -1,9 +1,10 @@
 """``hf-hub:`` models against a loopback Hub (tests/hubserver.py), through huggingface_hub's own client.
 
-The scenarios run in groups, each with its own Hub server, Hugging Face cache and client process, all
-started in the background when the first test asks: a group shares nothing with another, so one that
-cannot run (its client crashes or hangs) fails only its own tests, and a step that fails fails only
-the test that checks it (the client reports each step on its own). The groups: downloads and pins;
+The scenarios run in groups, each with its own Hub server, Hugging Face cache and client process (a
+module fixture per group; the groups the selected tests use start together, in the background,
+when the first of them runs): a group shares nothing with another, so one that cannot run (its
+client crashes or hangs) fails only its own tests, and a step that fails fails only the test that
+checks it (the client reports each step on its own). The groups: downloads and pins;
 what the Hub refuses (missing repos, revisions and files, a server error); files that fail a check
 (evicted from the cache); and a filled cache read with the Hub down and with ``HF_HUB_OFFLINE=1``.
 """
@@ -131,26 +132,39 @@ def _cached(tmp: Path) -> dict[str, Any]:
 
 
 GROUPS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    "downloads": _downloads, "refusals": _refusals, "checks": _checks, "cached": _cached,
+    "hub_downloads": _downloads, "hub_refusals": _refusals, "hub_checks": _checks, "hub_cached": _cached,
 }
-
-
-class HubRuns:
-    """The groups' results, each raising only its own failure."""
-
-    def __init__(self, runs: dict[str, Future[dict[str, Any]]]) -> None:
-        self._runs = runs
-
-    def __getitem__(self, group: str) -> dict[str, Any]:
-        return self._runs[group].result()
+"""Each group's fixture name and what runs it."""
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Iterator[HubRuns]:
-    """Start every group in the background (each in its own folder) and hand out their results."""
+def hub_runs(request, tmp_path_factory) -> Iterator[dict[str, Future[dict[str, Any]]]]:
+    """Start, together in the background, the groups that the selected tests of this module use."""
     tmp = tmp_path_factory.mktemp("hub")
-    with ThreadPoolExecutor(len(GROUPS)) as pool:
-        yield HubRuns({name: pool.submit(run, tmp / name) for name, run in GROUPS.items()})
+    wanted = sorted({name for item in request.session.items if item.module is request.module
+                     for name in item.fixturenames if name in GROUPS})
+    with ThreadPoolExecutor(max(1, len(wanted))) as pool:
+        yield {name: pool.submit(GROUPS[name], tmp / name) for name in wanted}
+
+
+@pytest.fixture(scope="module")
+def hub_downloads(hub_runs) -> dict[str, Any]:
+    return hub_runs["hub_downloads"].result()
+
+
+@pytest.fixture(scope="module")
+def hub_refusals(hub_runs) -> dict[str, Any]:
+    return hub_runs["hub_refusals"].result()
+
+
+@pytest.fixture(scope="module")
+def hub_checks(hub_runs) -> dict[str, Any]:
+    return hub_runs["hub_checks"].result()
+
+
+@pytest.fixture(scope="module")
+def hub_cached(hub_runs) -> dict[str, Any]:
+    return hub_runs["hub_cached"].result()
 
 
 # ----------------------------------------------------------------------------- checks of results
@@ -201,51 +215,51 @@ def _error(result: dict[str, Any], kind: str, *parts: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the tests
-def test_download_then_load_equals_the_local_copy(hub):
-    run = hub["downloads"]
+def test_download_then_load_equals_the_local_copy(hub_downloads):
+    run = hub_downloads
     _same_model(run["steps"]["main"], run["cards"]["v2"])
     assert run["steps"]["main"]["net"], "the audit hook saw no socket: the no-network checks would prove nothing"
     unexpected = [r for r in run["served"] if "/resolve/" not in r.path and not r.path.startswith("cdn:")]
     assert not unexpected, f"requests other than file downloads (Xet, telemetry, API): {unexpected}"
 
 
-def test_pinned_revisions_get_their_own_weights(hub):
-    run = hub["downloads"]
+def test_pinned_revisions_get_their_own_weights(hub_downloads):
+    run = hub_downloads
     _same_model(run["steps"]["tag"], run["cards"]["v1"])
     _same_model(run["steps"]["sha"], run["cards"]["v1"])
     assert _expected(run["cards"]["v1"])[0] != _expected(run["cards"]["v2"])[0]
 
 
-def test_local_and_bundled_models_open_no_socket(hub):
-    steps = hub["downloads"]["steps"]
+def test_local_and_bundled_models_open_no_socket(hub_downloads):
+    steps = hub_downloads["steps"]
     for name in ("local", "bundled"):
         if name in steps:
             assert steps[name]["ok"] and steps[name]["net"] == [], steps[name]
 
 
 @pytest.mark.parametrize("mode", ["offline", "down"])
-def test_cached_models_load_without_the_hub(hub, mode):
-    run = hub["cached"]
+def test_cached_models_load_without_the_hub(hub_cached, mode):
+    run = hub_cached
     _same_model(run[mode]["main"], run["cards"]["v2"])
     _same_model(run[mode]["tag"], run["cards"]["v1"])
     _same_model(run[mode]["sha"], run["cards"]["v1"])
 
 
-def test_offline_mode_never_touches_the_network(hub):
-    run = hub["cached"]
+def test_offline_mode_never_touches_the_network(hub_cached):
+    run = hub_cached
     assert run["served_offline"] == []
     assert all(r["net"] == [] for r in run["offline"].values())
     _error(run["offline"]["uncached"], "ModelNotFoundError", "not in the cache", "HF_HUB_OFFLINE=1 is set",
            "'org/other'", "card.json", "perceptual-sim download hf-hub:org/other")
 
 
-def test_hub_down_is_a_clear_error(hub):
-    _error(hub["cached"]["down"]["uncached"], "ModelNotFoundError", "could not be reached", "'org/other'",
+def test_hub_down_is_a_clear_error(hub_cached):
+    _error(hub_cached["down"]["uncached"], "ModelNotFoundError", "could not be reached", "'org/other'",
            "perceptual-sim download hf-hub:org/other", "HF_HUB_OFFLINE=1")
 
 
-def test_server_error_is_a_clear_error(hub):
-    _error(hub["refusals"]["steps"]["500"], "ModelNotFoundError", "could not be reached or failed", "500",
+def test_server_error_is_a_clear_error(hub_refusals):
+    _error(hub_refusals["steps"]["500"], "ModelNotFoundError", "could not be reached or failed", "500",
            "'org/broken'")
 
 
@@ -258,19 +272,19 @@ def test_server_error_is_a_clear_error(hub):
         ("no-rev", ["'org/tiny' has no revision 'v9'", "perceptual-sim download"]),
     ],
 )
-def test_missing_repo_revision_or_file(hub, step, parts):
-    _error(hub["refusals"]["steps"][step], "ModelNotFoundError", *parts)
+def test_missing_repo_revision_or_file(hub_refusals, step, parts):
+    _error(hub_refusals["steps"][step], "ModelNotFoundError", *parts)
 
 
-def test_pickle_only_repo_is_refused_unread(hub):
-    run = hub["refusals"]
+def test_pickle_only_repo_is_refused_unread(hub_refusals):
+    run = hub_refusals
     _error(run["steps"]["pickle"], "ModelNotFoundError", "has no model.safetensors", "only",
            "safetensors", "never pickles")
     assert not [r for r in run["served"] if r.path.endswith(".bin")]
 
 
-def test_tampered_tensor_file_is_refused_and_not_kept(hub):
-    run = hub["checks"]
+def test_tampered_tensor_file_is_refused_and_not_kept(hub_checks):
+    run = hub_checks
     for step in ("tampered", "tampered-again"):
         _error(run["steps"][step], "WeightsError", "sha256", "Removed hf-hub:org/tampered from the Hub cache")
     kept = [f for f in run["steps"]["cache-after-tampered"]["files"] if "models--org--tampered/" in f]
@@ -278,8 +292,8 @@ def test_tampered_tensor_file_is_refused_and_not_kept(hub):
     assert _downloads_of(run, run["blobs"]["tampered"]) == 2, "the tampered file must be downloaded again, not taken from the cache"
 
 
-def test_corrupted_cache_is_refused_then_downloaded_again(hub):
-    run = hub["checks"]
+def test_corrupted_cache_is_refused_then_downloaded_again(hub_checks):
+    run = hub_checks
     steps, v2 = run["steps"], _sha(_files(run["cards"]["v2"])[TENSORS])
     _same_model(steps["downloaded"], run["cards"]["v2"])
     _error(steps["corrupted"], "WeightsError", "sha256", "Removed hf-hub:org/tiny from the Hub cache")
@@ -294,8 +308,8 @@ def test_corrupted_cache_is_refused_then_downloaded_again(hub):
     ("nan", "org/nan", "tensor 'backbone.net.conv1.weight' holds NaN or infinite values"),
     ("hostile", "org/hostile", "arch_args.width must be a number in [0.015625, 4], got 1000000000.0"),
 ])
-def test_hub_files_failing_any_check_are_evicted_from_the_cache(hub, step, repo, message):
-    steps = hub["checks"]["steps"]
+def test_hub_files_failing_any_check_are_evicted_from_the_cache(hub_checks, step, repo, message):
+    steps = hub_checks["steps"]
     _error(steps[step], "WeightsError", message, f"Removed hf-hub:{repo} from the Hub cache")
     kept = [f for f in steps["cache-after-checks"]["files"] if f"models--{repo.replace('/', '--')}/" in f]
     assert not [f for f in kept if "/snapshots/" in f or "/blobs/" in f], kept
