@@ -60,7 +60,8 @@ class Blurred(NetMetric):
 
     def matrix(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         parts = [self.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        e = embedding("spatial", [torch.cat(m) for m in zip(*parts)], self.weights)
+        weights = list(self.model.layer_weights) if self.model.layer_weights is not None else None
+        e = embedding("spatial", [torch.cat(m) for m in zip(*parts)], weights)
         out = squared_cdist(e[0], e[0])
         for a in e[1:]:
             out = out + squared_cdist(a, a)

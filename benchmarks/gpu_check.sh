@@ -48,7 +48,8 @@ from speed import bfloat16_twin, distort, natural_images, relative_change  # noq
 
 from perceptual_sim.distances import MODES  # noqa: E402
 from perceptual_sim.metric import PerceptualDistance  # noqa: E402
-from perceptual_sim.weights import ModelCard, list_models  # noqa: E402
+from perceptual_sim.card import ModelCard  # noqa: E402
+from perceptual_sim.registry import list_models  # noqa: E402
 
 device = torch.device(os.environ["DEVICE"])
 if device.type == "cuda" and not torch.cuda.is_available():
@@ -91,9 +92,7 @@ def check(model: str, what: str, got: torch.Tensor, want: torch.Tensor, rule: st
 with torch.inference_mode():
     for cpu_model in models:
         name = cpu_model.card.name
-        dev32 = PerceptualDistance(cpu_model.card)
-        dev32.load_weights(cpu_model.state_dict())
-        dev32 = dev32.to(device)
+        dev32 = PerceptualDistance.from_card(cpu_model.card, cpu_model.state_dict()).to(device)
         dev16 = bfloat16_twin(dev32)
         for size in (64, 256):
             x = natural_images(8, size, seed=size)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from perceptual_sim.distances import MODES, layer_terms
+from perceptual_sim.distances import MODES
 from perceptual_sim.evaluate.metrics import NetMetric
 from perceptual_sim.evaluate.triplets import read_triplets, split_by_reference, triplet_distances, two_afc
 from perceptual_sim.metric import PerceptualDistance
@@ -45,7 +45,7 @@ class Levers(NetMetric):
     def compare(self, fa, fb) -> dict[str, torch.Tensor]:
         out = {}
         for mode in MODES:
-            terms = sum(layer_terms(mode, a, b, self.weights if mode == "spatial" else None) for a, b in zip(fa, fb))
+            terms = sum(self.model.compare(a, b, mode=mode, per_layer=True) for a, b in zip(fa, fb))
             for k in range(terms.shape[1]):
                 out[f"{mode}:{k}"] = terms[:, k]
         return out

@@ -29,8 +29,9 @@ from perceptual_sim import __version__
 from perceptual_sim.distances import MODES
 from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
+from perceptual_sim.files import cache_root
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import cache_root, list_models
+from perceptual_sim.registry import list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_reference import EfficientNetLite0, random_model

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sim import __version__
+from perceptual_sim.card import ModelCard
 from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES, layer_terms
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
 from perceptual_sim.evaluate.proxy import judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import ModelCard, list_models
+from perceptual_sim.registry import list_models
 
 
 class EfficientNetLite0:

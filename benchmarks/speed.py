@@ -54,11 +54,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from perceptual_sim import __version__
+from perceptual_sim.card import ModelCard
 from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES
 from perceptual_sim.images import IMAGE_SUFFIXES, load_image
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import ModelCard, list_models
+from perceptual_sim.registry import list_models
 
 MIB = 1 << 20
 CPU_MAX_GFLOP = 1000.0
@@ -230,9 +231,8 @@ def ours(name: str, module: PerceptualDistance) -> Subject:
 
 def bfloat16_twin(module: PerceptualDistance) -> PerceptualDistance:
     """The same model and weights with ``precision="bfloat16"``."""
-    twin = PerceptualDistance(module.card, mode=module.mode, precision="bfloat16")
-    twin.load_weights(module.state_dict())
-    return twin.to(module.input_mean.device)
+    twin = PerceptualDistance.from_card(module.card, module.state_dict(), mode=module.mode, precision="bfloat16")
+    return twin.to(module.device)
 
 
 def our_models(specs: Sequence[str], random_widths: Sequence[float],

@@ -12,18 +12,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"
+from ._version import __version__
 
 _EXPORTS = {
-    "DEFAULT_MODEL": "weights",
+    "DEFAULT_MODEL": "registry",
     "Features": "metric",
-    "ModelCard": "weights",
-    "ModelNotFoundError": "weights",
+    "ModelCard": "card",
+    "ModelNotFoundError": "card",
     "PerceptualDistance": "metric",
-    "WeightsError": "weights",
+    "WeightsError": "card",
     "clear_cache": "api",
     "distance": "api",
-    "list_models": "weights",
+    "list_models": "registry",
     "load": "api",
     "load_image": "images",
 }
@@ -45,9 +45,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .api import clear_cache, distance, load
+    from .card import ModelCard, ModelNotFoundError, WeightsError
     from .images import load_image
     from .metric import Features, PerceptualDistance
-    from .weights import DEFAULT_MODEL, ModelCard, ModelNotFoundError, WeightsError, list_models
+    from .registry import DEFAULT_MODEL, list_models
 
 
 def __getattr__(name: str) -> Any:

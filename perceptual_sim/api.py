@@ -1,4 +1,5 @@
-"""``distance()`` and ``load()``: the functional entry points, with a cache of loaded modules."""
+"""``distance()`` and ``load()``: the functional entry points, with a cache of loaded modules, and the
+parsing of device names (``auto``: CUDA when available)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,38 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .distributed import parse_device
 from .images import load_image, pil_to_tensor
 from .metric import PerceptualDistance
-from .weights import DEFAULT_MODEL
+from .registry import DEFAULT_MODEL
 
 ImageInput = Union[Tensor, str, "os.PathLike[str]", Image.Image, np.ndarray]
 """What :func:`distance` takes: a batch tensor, or one image as a file path, PIL image or H x W x 3 array."""
+
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+"""Device types a model can run on (``meta`` and the like hold no data)."""
+
+
+def parse_device(name: str) -> torch.device:
+    """A torch device from its name (``auto``: CUDA when available, else CPU); ValueError when it is
+    not one or CUDA is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(f"--device {name!r} is a {device.type} device, which holds no data to compute on; use auto, "
+                         f"cpu or cuda[:N] (devices of type {', '.join(DEVICE_TYPES)} work)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices here (cuda:0, ...)")
+    backend = getattr(torch.backends, "mps", None) if device.type == "mps" else getattr(torch, "xpu", None)
+    if device.type in ("mps", "xpu") and not (backend is not None and backend.is_available()):
+        raise ValueError(f"--device {name}: {device.type} is not available here; use --device cpu")
+    return device
+
 
 _cache: dict[tuple, PerceptualDistance] = {}
 _lock = threading.Lock()
@@ -70,7 +96,7 @@ def distance(
     """
     tensors = [a for a in (x, y) if isinstance(a, Tensor)]
     module = load(model, device=tensors[0].device if tensors else "auto")
-    device = module.input_mean.device
+    device = module.device
     x, y = (a if isinstance(a, Tensor) else _as_batch(a, name).to(device) for a, name in ((x, "x"), (y, "y")))
     if x.requires_grad or y.requires_grad:
         return module(x, y, mode=mode, **kwargs)

@@ -1,9 +1,10 @@
-"""Architecture arguments as data: each backbone's argument schema and a memory estimate.
+"""A model's configuration as data: the distance modes, each backbone's argument schema and a
+memory estimate.
 
-A card's ``arch_args`` are checked here before anything is built: every argument's type and
-bounds (:func:`check_arch_args`), and the parameters and activations the backbone would
-need, estimated from the arguments alone (:func:`estimate`). No torch: listing models reads
-cards without loading it.
+A card's ``default_mode`` and ``arch_args`` are checked here before anything is built: the mode
+(:data:`MODES`), every argument's type and bounds (:func:`check_arch_args`), and the parameters
+and activations the backbone would need, estimated from the arguments alone (:func:`estimate`).
+No torch: listing models reads cards without loading it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ ESTIMATE_SIZE = 256
 
 MAX_MODEL_BYTES = 4 << 30
 """Default bound on :func:`estimate`'s bytes; ``PerceptualDistance(max_model_bytes=...)`` raises it."""
+
+MODES = ("spatial", "style", "meanpool")
+"""The distances a model computes (:mod:`perceptual_sim.distances` defines each); defined here, where
+cards are checked without torch."""
 
 
 @dataclass(frozen=True)

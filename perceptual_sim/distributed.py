@@ -37,34 +37,6 @@ class Launch:
     local_rank: int = 0
 
 
-DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
-"""Device types a model can run on (``meta`` and the like hold no data)."""
-
-
-def parse_device(name: str) -> torch.device:
-    """A torch device from its name (``auto``: CUDA when available, else CPU); ValueError when it is
-    not one or CUDA is missing."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device (try cpu or cuda)") from None
-    if device.type not in DEVICE_TYPES:
-        raise ValueError(f"--device {name!r} is a {device.type} device, which holds no data to compute on; use auto, "
-                         f"cpu or cuda[:N] (devices of type {', '.join(DEVICE_TYPES)} work)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices here (cuda:0, ...)")
-    backend = getattr(torch.backends, "mps", None) if device.type == "mps" else getattr(torch, "xpu", None)
-    if device.type in ("mps", "xpu") and not (backend is not None and backend.is_available()):
-        raise ValueError(f"--device {name}: {device.type} is not available here; use --device cpu")
-    return device
-
-
 def launch() -> Launch:
     """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (set by torchrun); ValueError when inconsistent."""
     names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

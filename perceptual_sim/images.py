@@ -53,7 +53,8 @@ DECODED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
 """The Pillow formats files are decoded as (JPEG includes its multi-picture variant, MPO)."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-"""File name endings treated as images when scanning folders (compared in lower case)."""
+"""File name endings treated as images when scanning folders (``dirs``, training data, proxy and
+psychophysics images; compared in lower case)."""
 
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 """Pillow modes of single-channel (greyscale) images, with or without alpha."""
@@ -166,6 +167,23 @@ def _open(path: Path, max_pixels: int) -> Iterator[Image.Image]:
                 "if you trust the file, raise the limit (max_pixels=, or --max-pixels on the command line)"
             )
         yield im
+
+
+def decode_square(path: str | os.PathLike[str], size: int, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file as RGB uint8 ``size x size x 3``: shorter side resized (bicubic), then the centre crop.
+
+    The decoding of training data and of the proxies' images: the file checks and formats of
+    :func:`load_image`, then Pillow's ``convert("RGB")`` as stored (no EXIF rotation; an alpha
+    channel is dropped, not composited), as the bundled models were trained.
+    """
+    with _open(Path(path), max_pixels) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            s = size / min(im.size)
+            im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
+            left, top = (im.width - size) // 2, (im.height - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im)
 
 
 def pil_to_tensor(im: Image.Image) -> Tensor:

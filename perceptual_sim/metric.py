@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import hub
 from .archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
 from .backbones import Tiling, build_backbone
+from .card import ModelCard, WeightsError, load_tensors
 from .distances import (
     MODES,
     embedding,
@@ -26,7 +28,7 @@ from .distances import (
     squared_cdist,
     style_term,
 )
-from .weights import HUB_PREFIX, ModelCard, WeightsError, evict_hub_model, load_tensors, resolve
+from .registry import resolve
 
 RANGE_TOLERANCE = 1e-3
 """Values at most this far outside the input range (floating-point noise) are clamped."""
@@ -52,7 +54,8 @@ class PerceptualDistance(nn.Module):
     """Perceptual distance between image batches.
 
     The module is always in eval mode and its parameters are frozen; gradients flow to the
-    inputs only. Build it with :meth:`from_pretrained` (or from a :class:`ModelCard`).
+    inputs only. Build it with :meth:`from_pretrained` (a model string) or :meth:`from_card` (a
+    card and its tensors); the constructor alone gives random weights.
 
     Args:
         card: the model card (architecture, normalisation, default mode).
@@ -113,7 +116,7 @@ class PerceptualDistance(nn.Module):
         self.batch_pixels = batch_pixels
         self.validate = validate
         self.weights_path: Path | None = None
-        """The tensor file :meth:`from_pretrained` loaded (None for a module built from a card)."""
+        """The tensor file the weights came from (:meth:`from_pretrained`, :meth:`from_card`), else None."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
         if compile is None:
             compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
@@ -144,17 +147,38 @@ class PerceptualDistance(nn.Module):
         Hub files that fail a check are removed from the Hugging Face cache.
         """
         card, path = resolve(model, cache_dir=cache_dir)
-        module = cls(card, mode=mode, **options)
         try:
-            module.load_weights(load_tensors(card, path), source=str(path))
+            return cls.from_card(card, path, mode=mode, **options)
         except WeightsError as exc:
-            if model.startswith(HUB_PREFIX):
-                raise evict_hub_model(model, path, exc) from None
+            if model.startswith(hub.HUB_PREFIX):
+                raise hub.evict(model, path, exc) from None
             raise
-        module.weights_path = path
+
+    @classmethod
+    def from_card(
+        cls, card: ModelCard, tensors: str | os.PathLike[str] | Mapping[str, Tensor], *, mode: str | None = None,
+        **options: Any,
+    ) -> PerceptualDistance:
+        """Build the module of ``card``, then load its weights strictly (:meth:`load_weights`).
+
+        ``tensors``: the tensor file (read once the module is built and the file's sha256 matches
+        the card; it becomes :attr:`weights_path`), or the tensors themselves.
+        """
+        module = cls(card, mode=mode, **options)
+        if isinstance(tensors, (str, os.PathLike)):
+            path = Path(tensors)
+            module.load_weights(load_tensors(card, path), source=str(path))
+            module.weights_path = path
+        else:
+            module.load_weights(tensors)
         return module
 
-    def load_weights(self, tensors: dict[str, Tensor], source: str = "weights") -> None:
+    @property
+    def device(self) -> torch.device:
+        """The device the module's buffers and parameters are on."""
+        return self.input_mean.device
+
+    def load_weights(self, tensors: Mapping[str, Tensor], source: str = "weights") -> None:
         """Load a state dict strictly: every tensor present, none extra, shapes equal, float
         tensors finite and of a float dtype, others of the module's dtype. ``source`` names the
         tensors' file in errors."""
@@ -176,6 +200,17 @@ class PerceptualDistance(nn.Module):
             raise WeightsError(f"{source}: weights do not fit model {self.card.name!r}: {exc}") from None
         if self.layer_weights is not None and any((w < 0).any() for w in self.layer_weights):
             raise WeightsError(f"{source}: model {self.card.name!r} has negative layer weights; they must be >= 0")
+
+    def _mode(self, mode: str | None) -> str:
+        """``mode``, or the module's when None; ValueError unless it is one of :data:`MODES`."""
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode
+
+    def _weights(self) -> list[Tensor] | None:
+        """The per-layer channel weights (LPIPS "lin"), or None."""
+        return list(self.layer_weights) if self.layer_weights is not None else None
 
     def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""
@@ -206,7 +241,7 @@ class PerceptualDistance(nn.Module):
         if x.dim() != 4:
             hint = f"; for one image use {name}.unsqueeze(0)" if x.dim() == 3 else ""
             raise ValueError(f"{name} must be N x C x H x W (4 dimensions), got shape {tuple(x.shape)}{hint}")
-        device = self.input_mean.device
+        device = self.device
         if x.device != device:
             raise ValueError(
                 f"{name} is on {x.device} but the model is on {device}: move one of them "
@@ -313,9 +348,7 @@ class PerceptualDistance(nn.Module):
         Raises:
             ValueError: bad inputs, or (with ``validate``) a distance that is NaN or infinite.
         """
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        mode = self._mode(mode)
         if spatial and mode != "spatial":
             raise ValueError(f"spatial=True gives a map only in spatial mode, not {mode!r}")
         if spatial and per_layer:
@@ -345,18 +378,17 @@ class PerceptualDistance(nn.Module):
             shape = (0, 1, h, w) if spatial else (0, len(self.backbone.channels)) if per_layer else (0,)
             out = xc.new_zeros(shape, dtype=torch.float32)
             return out.sum() if reduction == "sum" else out
-        weights = list(self.layer_weights) if self.layer_weights is not None else None
         tiling: Tiling | None = getattr(self.backbone, "tiling", None)
         if tiling is not None and 2 * h * w > self._budget(xc.device):
-            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, weights, tiling)
+            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, self._weights(), tiling)
         else:
             # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
             pairs = torch.stack([self._normalise(xc, lo, hi), self._normalise(yc, lo_y, hi_y)], 1).flatten(0, 1)
             feats = self._backbone(pairs, group=2)
             fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
+            terms = self.compare(fa, fb, mode=mode, per_layer=True)
             with torch.autocast(xc.device.type, enabled=False):
-                terms = layer_terms(mode, fa, fb, weights)
-                maps = spatial_maps(fa, fb, weights) if spatial else None
+                maps = spatial_maps(fa, fb, self._weights()) if spatial else None
         with torch.autocast(xc.device.type, enabled=False):
             out = terms if per_layer else _spatial_map(maps, terms, (h, w)) if spatial else terms.sum(1)
         if self.validate:
@@ -430,15 +462,28 @@ class PerceptualDistance(nn.Module):
         xa = self.prepare(x, input_range=input_range, grey=grey)
         return Features([f.float() for f in self._backbone(xa)], (xa.shape[2], xa.shape[3]))
 
+    def compare(
+        self, fa: Features | Sequence[Tensor], fb: Features | Sequence[Tensor], *, mode: str | None = None,
+        per_layer: bool = False,
+    ) -> Tensor:
+        """Distances between matching images of two feature batches (from :meth:`embed`, or its
+        ``maps``): float32 [N], or the N x L per-layer terms with ``per_layer``. This is where a mode
+        and the layer weights meet the features; :meth:`forward` uses it too."""
+        mode = self._mode(mode)
+        ma, mb = (f.maps if isinstance(f, Features) else f for f in (fa, fb))
+        with torch.autocast(ma[0].device.type, enabled=False):
+            terms = layer_terms(mode, ma, mb, self._weights())
+        return terms if per_layer else terms.sum(1)
+
     def pairwise(self, fa: Features, fb: Features, *, mode: str | None = None) -> Tensor:
         """N x M matrix of distances between every image of ``fa`` and every image of ``fb``."""
-        mode = mode or self.mode
+        mode = self._mode(mode)
         if mode == "spatial" and fa.image_size != fb.image_size:
             raise ValueError(
                 f"spatial pairwise distances need equal image sizes, got {fa.image_size} and {fb.image_size}; "
                 "use mode='style' or 'meanpool', or resize the images"
             )
-        weights = list(self.layer_weights) if self.layer_weights is not None else None
+        weights = self._weights()
         with torch.autocast(fa.maps[0].device.type, enabled=False):
             ea, eb = embedding(mode, fa.maps, weights), embedding(mode, fb.maps, weights)
             out = squared_cdist(ea[0], eb[0])

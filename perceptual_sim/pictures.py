@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from .weights import write_atomic
+from .files import write_atomic
 
 # An inferno-like colour map: 9 anchors at equal steps from 0 (black) to 1 (pale yellow),
 # ordered by lightness so that brighter always means a larger value.

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
-from . import __version__
+from ._version import __version__
 from .backbones import build_backbone
-from .weights import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model, write_atomic
+from .card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from .files import write_atomic
+from .images import IMAGE_SUFFIXES, decode_square
 
 IMAGE_SIZE = 64
-EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 
 @dataclass
@@ -56,18 +56,6 @@ class Recipe:
     photometric: float = 0.0
 
 
-def decode_square(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Decode an image to RGB uint8 size x size x 3 (shorter side resized, then centre crop)."""
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            s = size / min(im.size)
-            im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BICUBIC)
-            left, top = (im.width - size) // 2, (im.height - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im)
-
-
 def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode a class-per-folder tree into uint8 N x 64 x 64 x 3 images and int64 labels."""
     root = Path(root)
@@ -78,12 +66,12 @@ def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarra
     files, labels = [], []
     for i, c in enumerate(classes):
         for p in sorted((root / c).rglob("*")):
-            if p.suffix.lower() in EXTENSIONS:
+            if p.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(p)
                 labels.append(i)
     images = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     for k, p in enumerate(files):
-        images[k] = decode_square(p)
+        images[k] = decode_square(p, IMAGE_SIZE)
     return images, np.asarray(labels, np.int64), classes
 
 

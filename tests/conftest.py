@@ -1,4 +1,6 @@
-"""Shared fixtures: randomly initialised models written to temporary folders (no shipped weights needed)."""
+"""Shared fixtures: randomly initialised models written to temporary folders (no shipped weights needed).
+
+Helpers that tests call directly are in ``helpers.py``; no test module imports another."""
 
 from __future__ import annotations
 
@@ -8,29 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_model
 
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import ModelCard, save_model
-
-
-def make_model(folder: Path, name: str = "tiny", arch: str = "k22_resnet", arch_args: dict | None = None,
-               mode: str = "spatial", layer_weights: bool = False, seed: int = 0) -> Path:
-    """Write a random-initialised model (card + safetensors) and return the card path."""
-    torch.manual_seed(seed)
-    card = ModelCard(name=name, arch=arch, arch_args=arch_args if arch_args is not None else {"width": 0.25},
-                     default_mode=mode, layer_weights=layer_weights, summary="random weights (tests)")
-    module = PerceptualDistance(card)
-    # Give batch norm non-trivial statistics so eval mode matters.
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    if layer_weights:
-        for w in module.layer_weights:
-            w.data.uniform_(0, 1)
-    path = folder / f"{name}.json"
-    save_model(card, module.state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_model
+from helpers import make_model, save_random_image
 from PIL import Image
 
-from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance
-from perceptual_sim import weights as weights_module
+from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance, registry
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
 from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH
@@ -29,17 +28,10 @@ def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def _save(path: Path, seed: int, size: tuple[int, int] = (H, W), mode: str = "RGB") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).convert(mode).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("pair")
-    return _save(folder / "a.png", 1), _save(folder / "b.png", 2)
+    return save_random_image(folder / "a.png", 1), save_random_image(folder / "b.png", 2)
 
 
 def _api_distance(card: Path, a: Path, b: Path, **kwargs) -> float:
@@ -66,12 +58,12 @@ def test_unknown_model_is_an_error_without_traceback(pair, tmp_path):
 def test_dirs_carries_on_past_bad_files(tiny_card, tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     for name, seed in (("x.png", 1), ("sub/y.png", 2), ("sub/z.png", 3)):
-        _save(ref / name, seed)
-        _save(out / name, seed + 10)
-    _save(out / "grey.png", 4, mode="L")
-    _save(ref / "grey.png", 5)
+        save_random_image(ref / name, seed)
+        save_random_image(out / name, seed + 10)
+    save_random_image(out / "grey.png", 4, mode="L")
+    save_random_image(ref / "grey.png", 5)
     (out / "sub/z.png").write_bytes(b"not a png")  # unreadable
-    _save(ref / "extra.png", 6)  # unpaired
+    save_random_image(ref / "extra.png", 6)  # unpaired
     (ref / "notes.txt").write_text("not an image: ignored")
     result = _run("dirs", ref, out, "--model", tiny_card, "--csv", tmp_path / "scores.csv", "--batch-size", "2",
                   cwd=tmp_path)
@@ -103,7 +95,7 @@ def test_json_fields(tiny_card, pair, capsys):
 
 
 def test_map_is_a_size_of_a_and_is_never_overwritten(tiny_card, pair, tmp_path, capsys):
-    small = _save(tmp_path / "small.png", 3, size=(20, 30))
+    small = save_random_image(tmp_path / "small.png", 3, size=(20, 30))
     heat = tmp_path / "heat.png"
     assert main([str(pair[0]), str(small), "--model", str(tiny_card), "--map", str(heat), "--resize"]) == 0
     printed = float(capsys.readouterr().out.split()[0])
@@ -119,11 +111,11 @@ def test_map_is_a_size_of_a_and_is_never_overwritten(tiny_card, pair, tmp_path, 
 
 
 def test_size_mismatch_and_grey(tiny_card, pair, tmp_path, capsys):
-    other = _save(tmp_path / "other.png", 3, size=(H, W + 8))
+    other = save_random_image(tmp_path / "other.png", 3, size=(H, W + 8))
     assert main([str(pair[0]), str(other), "--model", str(tiny_card)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {pair[0]} is {H} x {W} but {other} is {H} x {W + 8}") and "--resize" in err
-    grey = _save(tmp_path / "grey.png", 4, mode="L")
+    grey = save_random_image(tmp_path / "grey.png", 4, mode="L")
     assert main([str(pair[0]), str(grey), "--model", str(tiny_card)]) == 0
     assert capsys.readouterr().err == f"note: greyscale image {grey}: its channel is replicated to RGB\n"
 
@@ -166,8 +158,7 @@ def test_dirs_json_output(tiny_card, pair, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- list, download, train
 def test_list(tiny_card, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(weights_module, "bundled_dir", lambda: tmp_path)
-    monkeypatch.setattr("perceptual_sim.cli.bundled_dir", lambda: tmp_path)
+    monkeypatch.setattr(registry, "bundled_dir", lambda: tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert main(["list"]) == 0
     assert capsys.readouterr().out.startswith(f"no bundled models (looked in {tmp_path})")
@@ -199,7 +190,7 @@ def test_train_run_list_export(tmp_path, capsys):
     for split, n in (("train", 4), ("val", 1)):
         for label in ("cat", "dog"):
             for i in range(n):
-                _save(tmp_path / "data" / split / label / f"{i}.png", int(rng.integers(1 << 30)), size=(64, 64))
+                save_random_image(tmp_path / "data" / split / label / f"{i}.png", int(rng.integers(1 << 30)), size=(64, 64))
     run, models = tmp_path / "run", tmp_path / "models"
     args = ["train", "run", "--data", str(tmp_path / "data"), "--out", str(run), "--arch-args", '{"width": 0.25}',
             "--epochs", "1", "--batch-size", "4", "--cache", str(tmp_path / "cache"), "--threads", "1"]

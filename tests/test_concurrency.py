@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import torch
-from conftest import make_model
+from helpers import make_model
 from hubclient import pair, weights_digest
 from hubserver import HubServer, client_env, finish_client, start_client
 

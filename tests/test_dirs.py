@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
-from PIL import Image
+from helpers import make_model, save_pixels, save_random_image
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import ModelNotFoundError, distance, load
 from perceptual_sim.cli import main
-from perceptual_sim.weights import sha256_file
+from perceptual_sim.files import sha256_file
 
 GREY = (124, 116, 104)  # about the ImageNet mean: the overflowing model below stays finite on it
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nshowpage\n%%EOF\n"
@@ -27,13 +26,9 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nshowpa
 
 def _save(path: Path, seed: int | None, size: tuple[int, int] = (32, 48)) -> Path:
     """A PNG of random pixels (``seed``) or of the flat colour GREY (``seed`` None)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if seed is None:
-        pixels = np.broadcast_to(np.array(GREY, np.uint8), (*size, 3))
-    else:
-        pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    Image.fromarray(np.ascontiguousarray(pixels)).save(path, format="PNG")
-    return path
+        return save_pixels(path, np.broadcast_to(np.array(GREY, np.uint8), (*size, 3)))
+    return save_random_image(path, seed, size)
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from test_eval_bapps import make_bapps
+from helpers import LAUNCH_VARS, make_bapps, save_random_image, torchrun
 
 from perceptual_sim import distributed
 from perceptual_sim.cli import main
-
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
 
 SHARING = """
 import json, torch
@@ -30,19 +22,6 @@ with distributed.session(torch.device("cpu")) as device:
     with open(f"rank{distributed.rank()}.json", "w") as f:
         json.dump(report, f)
 """
-
-
-def _torchrun(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``torchrun --standalone --nproc_per_node 2 ARGS`` (a script, or ``-m MODULE ...``)."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
-
-
-def _save(path: Path, seed: int, size: tuple[int, int], mode: str = "RGB") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).convert(mode).save(path)
 
 
 # ----------------------------------------------------------------------------- the environment
@@ -77,7 +56,7 @@ def test_launch_rejects_an_inconsistent_environment(monkeypatch, rank, world, lo
 # ----------------------------------------------------------------------------- torchrun
 def test_each_process_gets_its_share_and_everyone_gets_all_in_order(tmp_path):
     (tmp_path / "sharing.py").write_text(SHARING)
-    result = _torchrun("sharing.py", cwd=tmp_path)
+    result = torchrun("sharing.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in reports] == [0, 1]
@@ -89,15 +68,15 @@ def test_dirs_under_torchrun_writes_what_one_process_writes(tiny_card, tmp_path,
     a, b = tmp_path / "a", tmp_path / "b"
     for i in range(9):  # two sizes, batches of 2: five batches, dealt 3 + 2
         size = (32, 48) if i % 3 else (40, 40)
-        _save(a / f"s{i % 2}" / f"{i}.png", i, size)
-        _save(b / f"s{i % 2}" / f"{i}.png", 100 + i, size, mode="L" if i == 4 else "RGB")
+        save_random_image(a / f"s{i % 2}" / f"{i}.png", i, size)
+        save_random_image(b / f"s{i % 2}" / f"{i}.png", 100 + i, size, mode="L" if i == 4 else "RGB")
     (b / "s1/5.png").write_bytes(b"not a png")
-    _save(a / "only_a.png", 50, (32, 48))
+    save_random_image(a / "only_a.png", 50, (32, 48))
     common = ["dirs", a, b, "--model", tiny_card, "--batch-size", "2", "--force"]
 
     assert main([*map(str, common), "--csv", str(tmp_path / "one.csv"), "--json", str(tmp_path / "one.json")]) == 1
     one = capsys.readouterr()
-    two = _torchrun("-m", "perceptual_sim.cli", *common, "--csv", "two.csv", "--json", "two.json", cwd=tmp_path)
+    two = torchrun("-m", "perceptual_sim.cli", *common, "--csv", "two.csv", "--json", "two.json", cwd=tmp_path)
 
     assert two.returncode == 1, two.stderr
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
@@ -113,7 +92,7 @@ def _assert_eval_under_torchrun_matches_one_process(common: list, tmp_path: Path
     """``perceptual-sim COMMON --json F`` here and under torchrun (2 processes): same JSON, same stdout."""
     assert main([*map(str, common), "--json", str(tmp_path / "one.json")]) == 0
     one = capsys.readouterr()
-    two = _torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
+    two = torchrun("-m", "perceptual_sim.cli", *common, "--json", "two.json", cwd=tmp_path)
     assert two.returncode == 0, two.stderr
     assert json.loads((tmp_path / "two.json").read_text()) == json.loads((tmp_path / "one.json").read_text())
     assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
@@ -131,7 +110,7 @@ def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tm
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for i in range(13):
-        _save(tmp_path / "imgs" / f"{i:02d}.png", i, (64, 64))
+        save_random_image(tmp_path / "imgs" / f"{i:02d}.png", i, (64, 64))
     # judged here by L2 and SSIM, so that the command finds a judged set and builds no LPIPS judges
     judge(make_proxy_set(tmp_path / "imgs", triplets=9, mono_images=4, cache=default_cache()),
           [("L2", L2Metric()), ("SSIM", SSIMMetric())], progress=False)

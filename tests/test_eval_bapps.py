@@ -2,69 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    EXPECTED_2AFC,
+    EXPECTED_JND,
+    JND_AMPLITUDES,
+    JND_SAME,
+    TRIPLETS,
+    make_bapps,
+    save_judgement,
+    save_pixels,
+)
 from PIL import Image
 
-from perceptual_sim.evaluate import add_eval_parser, jnd_map, score_bapps, two_afc_score
+from perceptual_sim.cli import main
+from perceptual_sim.evaluate import jnd_map, score_bapps, two_afc_score
 from perceptual_sim.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 from perceptual_sim.images import load_image
 
-RNG = np.random.default_rng(0)
-
-# (kind, p) per triplet. "ref0": p0 == ref, so d0 = 0 < d1 -> 1 - p; "ref1": p1 == ref -> p;
-# "tie": p0 == p1 -> 0.5.
-TRIPLETS = {
-    "traditional": [("ref0", 0.0), ("ref0", 0.2), ("ref1", 0.6), ("tie", 1.0)],  # 1, .8, .6, .5
-    "cnn": [("ref1", 1.0), ("ref0", 0.6), ("tie", 0.2)],  # 1, .4, .5
-    "color": [("ref0", 1.0), ("ref1", 0.2)],  # 0, .2
-}
-EXPECTED_2AFC = {"traditional": 2.9 / 4, "cnn": 1.9 / 3, "color": 0.2 / 2}
-
-# JND pairs written in this file order; p1 = p0 + noise of the given amplitude (distance grows with it).
-JND_AMPLITUDES = [0.3, 0.0, 0.1, 0.03]
-JND_SAME = [0.0, 1.0, 1.0, 0.0]  # by ascending amplitude: same = 1, 0, 1, 0
-EXPECTED_JND = 0.5 * 1.0 + 0.5 * (2 / 3)  # recall 0.5 at precision 1, recall 1 at precision 2/3
-
-
-def _save(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
-
-
-def _judge(path: Path, value: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.array([value], dtype=np.float32))
+RNG = np.random.default_rng(1)
 
 
 def _random_image() -> np.ndarray:
     return RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-
-
-def make_bapps(root: Path) -> Path:
-    """A BAPPS-layout tree: 2AFC traditional/cnn/color, JND traditional (cnn absent)."""
-    for fam, triplets in TRIPLETS.items():
-        folder = root / "2afc" / "val" / fam
-        for i, (kind, p) in enumerate(triplets):
-            ref, other = _random_image(), _random_image()
-            p0, p1 = {"ref0": (ref, other), "ref1": (other, ref), "tie": (other, other)}[kind]
-            name = f"{i:06d}"
-            for sub, img in (("ref", ref), ("p0", p0), ("p1", p1)):
-                _save(folder / sub / f"{name}.png", img)
-            _judge(folder / "judge" / f"{name}.npy", p)
-    folder = root / "jnd" / "val" / "traditional"
-    base = _random_image().astype(np.float64)
-    noise = RNG.standard_normal(base.shape) * 255
-    for i, (amp, same) in enumerate(zip(JND_AMPLITUDES, JND_SAME)):
-        _save(folder / "p0" / f"{i:06d}.png", base.astype(np.uint8))
-        _save(folder / "p1" / f"{i:06d}.png", np.clip(base + amp * noise, 0, 255).round().astype(np.uint8))
-        _judge(folder / "same" / f"{i:06d}.npy", same)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +114,8 @@ def test_score_bapps_all_six_is_not_partial(tmp_path, tiny):
         folder = tmp_path / "2afc" / "val" / fam
         ref = _random_image()
         for sub, img in (("ref", ref), ("p0", ref), ("p1", _random_image())):
-            _save(folder / sub / "000000.png", img)
-        _judge(folder / "judge" / "000000.npy", 0.25)
+            save_pixels(folder / sub / "000000.png", img)
+        save_judgement(folder / "judge" / "000000.npy", 0.25)
     res = score_bapps(tiny, tmp_path)
     assert res["ps"] == pytest.approx(0.75) and res["ps_partial"] is False and res["missing_2afc"] == []
 
@@ -161,11 +126,11 @@ def test_score_bapps_reports_broken_trees(tmp_path, tiny, bapps_root):
     fam = tmp_path / "2afc" / "val" / "cnn"
     img = _random_image()
     for sub in ("ref", "p0"):
-        _save(fam / sub / "000000.png", img)
-    _judge(fam / "judge" / "000000.npy", 0.5)
+        save_pixels(fam / sub / "000000.png", img)
+    save_judgement(fam / "judge" / "000000.npy", 0.5)
     with pytest.raises(ValueError, match=r"p1/000000.png is missing"):
         score_bapps(tiny, tmp_path)
-    _save(fam / "p1" / "000000.png", img)
+    save_pixels(fam / "p1" / "000000.png", img)
     np.save(fam / "judge" / "000000.npy", np.array([0.5, 0.5]))
     with pytest.raises(ValueError, match="holds 2 values"):
         score_bapps(tiny, tmp_path)
@@ -177,23 +142,18 @@ def test_score_bapps_reports_broken_trees(tmp_path, tiny, bapps_root):
 
 
 def test_cli_eval_bapps(bapps_root, tiny_card, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "res.json"
     argv = ["eval", "bapps", "--root", str(bapps_root), "--model", str(tiny_card), "--json", str(out),
             "--families", "cnn", "color"]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "PS (partial: cnn, color)" in printed and "missing JND families: cnn" in printed
     res = json.loads(out.read_text())
     assert res["ps"] == pytest.approx((EXPECTED_2AFC["cnn"] + EXPECTED_2AFC["color"]) / 2)
     assert res["package_version"]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 2
+    assert main(argv) == 2
     assert "--force" in capsys.readouterr().err
-    args = parser.parse_args(argv + ["--force"])
-    assert args.func(args) == 0
+    assert main(argv + ["--force"]) == 0
 
 
 # ------------------------------------------------------------------------------ lpips' load_size protocol
@@ -214,13 +174,13 @@ def make_protocol_tree(root: Path) -> tuple[Path, dict[str, Path]]:
     afc = root / "2afc" / "val" / "traditional"
     for i, (p0, p1, p) in enumerate((("checker", "smooth", 0.0), ("smooth", "checker", 1.0))):
         for sub, name in (("ref", "ref"), ("p0", p0), ("p1", p1)):
-            _save(afc / sub / f"{i:06d}.png", patches[name])
-        _judge(afc / "judge" / f"{i:06d}.npy", p)
+            save_pixels(afc / sub / f"{i:06d}.png", patches[name])
+        save_judgement(afc / "judge" / f"{i:06d}.npy", p)
     jnd = root / "jnd" / "val" / "traditional"
     for i, (name, same) in enumerate((("checker", 1.0), ("smooth", 0.0))):
-        _save(jnd / "p0" / f"{i:06d}.png", patches["ref"])
-        _save(jnd / "p1" / f"{i:06d}.png", patches[name])
-        _judge(jnd / "same" / f"{i:06d}.npy", same)
+        save_pixels(jnd / "p0" / f"{i:06d}.png", patches["ref"])
+        save_pixels(jnd / "p1" / f"{i:06d}.png", patches[name])
+        save_judgement(jnd / "same" / f"{i:06d}.npy", same)
     return root, {name: afc / sub / "000000.png" for name, sub in (("ref", "ref"), ("checker", "p0"), ("smooth", "p1"))}
 
 
@@ -241,15 +201,12 @@ def test_bapps_follows_lpips_load_size_by_default(tmp_path, tiny, tiny_card, cap
     assert default["load_size"] == 64 and at_stored["load_size"] is None
     assert default["2afc"]["traditional"]["score"] == 1.0 and at_stored["2afc"]["traditional"]["score"] == 0.0
     assert default["jnd"]["traditional"]["map"] == 1.0 and at_stored["jnd"]["traditional"]["map"] == 0.5
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     assert "patches resized to 64 px (lpips' protocol)" in format_bapps(default)
-    args = parser.parse_args(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", "stored",
-                              "--families", "traditional", "--json", str(tmp_path / "stored.json")])
-    assert args.func(args) == 0 and "patches at their stored size" in capsys.readouterr().out
+    assert main(["eval", "bapps", "--root", str(root), "--model", str(tiny_card), "--load-size", "stored",
+                 "--families", "traditional", "--json", str(tmp_path / "stored.json")]) == 0
+    assert "patches at their stored size" in capsys.readouterr().out
     assert json.loads((tmp_path / "stored.json").read_text())["2afc"] == at_stored["2afc"]
-    with pytest.raises(SystemExit):
-        parser.parse_args(["eval", "bapps", "--root", str(root), "--load-size", "0"])
+    assert main(["eval", "bapps", "--root", str(root), "--load-size", "0"]) == 2
     assert "expected a positive number of pixels or 'stored'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="load_size must be a positive integer or None"):
         score_bapps(tiny, root, load_size=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -12,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from helpers import save_pixels
 
-from perceptual_sim.evaluate import add_eval_parser, correlations, score_iqa
-from perceptual_sim.evaluate.common import load_image
+from perceptual_sim.cli import main
+from perceptual_sim.evaluate import correlations, score_iqa
 from perceptual_sim.evaluate.iqa import fit_logistic, krcc, logistic4, logistic5, plcc, read_list, srcc
+from perceptual_sim.images import load_image
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -31,8 +31,7 @@ def _smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 
 def _save(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(img, 0, 1) * 255).round().astype(np.uint8)).save(path)
+    save_pixels(path, (np.clip(img, 0, 1) * 255).round().astype(np.uint8))
 
 
 def _write_list(path: Path, rows: list[list[object]], header: list[str] = HEADER) -> Path:
@@ -164,15 +163,11 @@ def test_score_iqa_rejects_bad_lists(iqa_tree, tiny, tmp_path):
 
 def test_cli_eval_iqa(iqa_tree, tiny_card, tmp_path, capsys):
     list_file, root = iqa_tree
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "iqa.json"
     argv = ["eval", "iqa", "--list", str(list_file), "--root", str(root), "--model", str(tiny_card),
             "--logistic", "4", "--json", str(out)]
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert main(argv) == 0
     assert "SRCC" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["per_type"]["noise"]["srcc"] == pytest.approx(1.0) and res["logistic"] == 4
-    args = parser.parse_args(argv)
-    assert args.func(args) == 2 and "exists" in capsys.readouterr().err
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err

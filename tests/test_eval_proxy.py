@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import spearmanr
 
 from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric, ssim
@@ -77,7 +78,17 @@ def test_scores_follow_the_protocol(proxy_data, tiny):
     assert l2["monotonicity"] == pytest.approx(1.0)  # every distortion grows in L2 with its level
     net = score(NetMetric(tiny), proxy_data, progress=False)
     assert set(net) == {"spatial", "style", "meanpool"}
-    assert all(-1 <= s["monotonicity"] <= 1 for s in net.values())
+    levels = proxy_data.mono.shape[2]
+    with torch.inference_mode():
+        for mode, s in net.items():  # the rules by hand (scipy's Spearman), on the forward distances
+            d0, d1 = (tiny(proxy_data.ref, p, mode=mode).numpy() for p in (proxy_data.p0, proxy_data.p1))
+            p = proxy_data.p.numpy()
+            assert s["2afc"] == pytest.approx(np.mean((d0 < d1) * (1 - p) + (d1 < d0) * p + 0.5 * (d0 == d1)))
+            rho = {kind: np.mean([spearmanr(row, np.arange(levels)).statistic for row in torch.stack(
+                [tiny(proxy_data.mono_ref, proxy_data.mono[:, k, level], mode=mode) for level in range(levels)], 1)])
+                for k, kind in enumerate(DISTORTIONS)}
+            assert s["monotonicity_by_type"] == pytest.approx(rho, abs=1e-12)
+            assert s["monotonicity"] == pytest.approx(np.mean(list(rho.values())), abs=1e-12)
 
 
 def test_eval_proxy_command(proxy_data, tiny_card, tmp_path, monkeypatch, capsys):

@@ -3,13 +3,12 @@ L2 at exactly 50 on equal-MSE families, ties, and the command line."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
-from perceptual_sim.evaluate import add_eval_parser
+from perceptual_sim.cli import main
 from perceptual_sim.evaluate.metrics import L2Metric
 from perceptual_sim.evaluate.psych import (
     FAMILIES,
@@ -115,12 +114,9 @@ def test_bad_arguments(photos):
 
 
 def test_cli_eval_psych(tmp_path, tiny_card, capsys):
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "psych.json"
-    args = parser.parse_args(["eval", "psych", "--model", str(tiny_card), "--size", "32", "--per-family", "2",
-                              "--families", "tone-vs-noise", "monotonicity", "--json", str(out)])
-    assert args.func(args) == 0
+    assert main(["eval", "psych", "--model", str(tiny_card), "--size", "32", "--per-family", "2",
+                 "--families", "tone-vs-noise", "monotonicity", "--json", str(out)]) == 0
     assert "tone-vs-noise" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert set(res["families"]) == {"tone-vs-noise", "monotonicity"} and res["model"] == "tiny"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -11,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perceptual_sim.evaluate import add_eval_parser, score_triplets
+from perceptual_sim.cli import main
+from perceptual_sim.evaluate import score_triplets
 from perceptual_sim.evaluate.metrics import L2Metric
 from perceptual_sim.evaluate.triplets import (
     bootstrap_interval,
@@ -161,20 +161,16 @@ def test_matrix_path_equals_pair_path(tmp_path, grey_tree, tiny):
 
 def test_cli_eval_triplets(tmp_path, grey_tree, tiny_card, capsys):
     f = _csv(tmp_path / "t.csv", ["ref", "a", "b", "p_b"], [["mid.png", "light.png", "black.png", 0.2]])
-    parser = argparse.ArgumentParser(prog="perceptual-sim")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "t.json"
-    args = parser.parse_args(["eval", "triplets", "--csv", str(f), "--images", str(grey_tree), "--size", "32",
-                              "--model", str(tiny_card), "--mode", "meanpool", "--json", str(out)])
-    assert args.func(args) == 0
+    assert main(["eval", "triplets", "--csv", str(f), "--images", str(grey_tree), "--size", "32",
+                 "--model", str(tiny_card), "--mode", "meanpool", "--json", str(out)]) == 0
     assert "crowd ceiling" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert list(res["scores"]["32"]) == ["meanpool"] and res["benchmark"] == "triplets"
-    args = parser.parse_args(["eval", "triplets", "--csv", str(tmp_path / "absent.csv"), "--images", str(grey_tree),
-                              "--model", str(tiny_card)])
-    assert args.func(args) == 1 and "cannot read" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        parser.parse_args(["eval", "triplets", "--csv", str(f), "--images", str(grey_tree), "--size", "8"])
+    assert main(["eval", "triplets", "--csv", str(tmp_path / "absent.csv"), "--images", str(grey_tree),
+                 "--model", str(tiny_card)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["eval", "triplets", "--csv", str(f), "--images", str(grey_tree), "--size", "8"]) == 2
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (the shared human judgments) is absent")

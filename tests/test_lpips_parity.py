@@ -21,9 +21,11 @@ import lpips
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFilter
+from helpers import make_bapps, natural_images
+from PIL import Image
 
 from perceptual_sim import convert, distance
+from perceptual_sim.card import ModelNotFoundError, WeightsError, read_card
 from perceptual_sim.cli import main
 from perceptual_sim.convert import (
     LIN_FILE,
@@ -39,7 +41,7 @@ from perceptual_sim.convert import (
 )
 from perceptual_sim.images import load_image
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.weights import DOWNLOADABLE, ModelNotFoundError, WeightsError, bundled_dir, read_card, resolve
+from perceptual_sim.registry import DOWNLOADABLE, bundled_dir, resolve
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # lpips calls torchvision with pretrained=...
 
@@ -100,50 +102,6 @@ def oracle(arrays):
         return ref.eval()
 
     return get
-
-
-def natural_images(n: int, h: int, w: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic natural-ish images in [0, 1] (smooth waves + blurred shapes) and distorted copies."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
-    refs, dists = [], []
-    for i in range(n):
-        base = np.zeros((h, w, 3))
-        for c in range(3):
-            for _ in range(4):
-                fy, fx = rng.uniform(0.5, 6, 2)
-                phase = rng.uniform(0, 2 * np.pi)
-                base[..., c] += rng.uniform(0.1, 0.3) * np.sin(2 * np.pi * (fy * yy + fx * xx) + phase)
-        img = Image.fromarray(np.uint8(255 * (base - base.min()) / (np.ptp(base) + 1e-9)))
-        draw = ImageDraw.Draw(img)
-        for _ in range(6):
-            box = sorted(rng.uniform(0, w, 2)) + sorted(rng.uniform(0, h, 2))
-            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-            x0, x1, y0, y1 = box
-            if rng.random() < 0.5:
-                draw.ellipse((x0, y0, x1, y1), fill=colour)
-            else:
-                draw.polygon([tuple(p) for p in rng.uniform((0, 0), (w, h), (4, 2))], fill=colour)
-        img = img.filter(ImageFilter.GaussianBlur(0.8))
-        kind = i % 4
-        if kind == 0:
-            dist = img.filter(ImageFilter.GaussianBlur(1.5))
-        elif kind == 1:
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=15)
-            dist = Image.open(buf).convert("RGB")
-        elif kind == 2:
-            arr = np.asarray(img, dtype=np.float64) + rng.normal(0, 12, (h, w, 3))
-            dist = Image.fromarray(np.uint8(arr.clip(0, 255)))
-        else:
-            dist = Image.fromarray(np.roll(np.asarray(img), (2, 1), (0, 1)))
-        refs.append(np.asarray(img))
-        dists.append(np.asarray(dist))
-
-    def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-
-    return to_tensor(refs), to_tensor(dists)
 
 
 # VGG unweighted is left out: it differs from Alex unweighted only in the trunk.
@@ -215,8 +173,6 @@ def test_shipped_files_are_the_sdist_conversion(sdist, tmp_path):
 
 
 def test_lpips_by_name_in_python_the_cli_and_eval(oracle, tmp_path, capsys):
-    from test_eval_bapps import make_bapps
-
     x, y = natural_images(2, 64, 96, seed=5)
     paths = []
     for i, img in enumerate((x[1], y[1])):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import save_pixels
 from PIL import Image
 
 from perceptual_sim import __version__
@@ -90,16 +91,10 @@ def test_heatmap_rejects_bad_input(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def _save(path: Path, pixels: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
 def test_compare_map_options(tiny, tiny_card, tmp_path, capsys):
     rng = np.random.default_rng(0)
-    a = _save(tmp_path / "a.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
-    b = _save(tmp_path / "b.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    a = save_pixels(tmp_path / "a.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    b = save_pixels(tmp_path / "b.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
     common = [str(a), str(b), "--model", str(tiny_card)]
     assert main([*common, "--map", str(tmp_path / "m.png"), "--map-max", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -126,10 +121,10 @@ def report(tiny_card, tmp_path_factory) -> tuple[Path, list[float]]:
     rng = np.random.default_rng(1)
     for i, level in enumerate(rng.permutation(12)):
         base = rng.integers(0, 256, (40, 56, 3)).astype(float)
-        _save(root / "a" / f"{i:02d}.png", base.astype(np.uint8))
+        save_pixels(root / "a" / f"{i:02d}.png", base.astype(np.uint8))
         noisy = np.clip(base + (5 + 10 * level) * rng.standard_normal(base.shape), 0, 255)
-        _save(root / "b" / f"{i:02d}.png", noisy.astype(np.uint8))
-    _save(root / "a" / "bad.png", np.zeros((40, 56, 3), np.uint8))
+        save_pixels(root / "b" / f"{i:02d}.png", noisy.astype(np.uint8))
+    save_pixels(root / "a" / "bad.png", np.zeros((40, 56, 3), np.uint8))
     (root / "b" / "bad.png").write_bytes(b"not a png")
     page = root / "report.html"
     assert main(["dirs", str(root / "a"), str(root / "b"), "--model", str(tiny_card), "--report", str(page),

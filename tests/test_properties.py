@@ -1,4 +1,5 @@
-"""Properties of the distance over random shapes, values and batches (hypothesis), and bad tensor inputs."""
+"""Properties of the distance (over random shapes, values and batches with hypothesis, and on examples where
+those leave a gap) and bad tensor inputs: the one place each is tested. Module behaviour is in test_metric.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,7 +61,7 @@ def batches(draw: st.DrawFn, arch: str) -> tuple[torch.Tensor, torch.Tensor, str
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("arch", ["resnet", "chunked", "vit"])
@@ -77,7 +78,7 @@ def test_metric_properties(models, arch, mode, data):
     assert (d >= 0).all()
     assert torch.equal(m(x, y, mode=mode), d), "not deterministic"
     assert torch.equal(m(x, x, mode=mode), torch.zeros_like(d)), "d(x, x) != 0"
-    _close(m(y, x, mode=mode), d)
+    torch.testing.assert_close(m(y, x, mode=mode), d, rtol=1e-6, atol=1e-8)
     _close(m(x[:1], y[:1], mode=mode), d[:1])
     others = torch.rand(2, *x.shape[1:], generator=torch.Generator().manual_seed(7))
     order = torch.randperm(x.shape[0] + 2, generator=torch.Generator().manual_seed(x.shape[0]))
@@ -163,6 +164,26 @@ BAD = {
 }
 
 
+def test_distinct_images_are_at_a_positive_distance(models, images):
+    """What the drawn batches leave open (they may be identical or constant): distinct images are apart."""
+    for mode in MODES:
+        assert (models["resnet"](*images, mode=mode) > 0).all(), mode
+
+
+@pytest.mark.parametrize("arch", ["resnet", "chunked"])
+def test_gradients_reach_the_inputs(models, images, arch):
+    """Non-zero input gradients, also through a backbone run in chunks (the drawn batches check finiteness)."""
+    x = images[0].clone().requires_grad_(True)
+    models[arch](x, images[1]).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_resize_scores_images_of_other_sizes(models):
+    """Unequal sizes are refused (:data:`BAD`) unless ``resize=True``, which resizes y to x."""
+    x, y = _img(2, 3, 64, 64), _img(2, 3, 80, 72)
+    assert models["resnet"](x, y, resize=True).shape == (2,)
+
+
 @pytest.mark.parametrize("x, y, kwargs, error, message", BAD.values(), ids=list(BAD))
 def test_bad_inputs_are_refused_with_a_named_reason(models, x, y, kwargs, error, message):
     with pytest.raises(error, match=re.escape(message)):
@@ -192,11 +213,13 @@ def test_empty_batches_give_empty_float32_results(models, arch):
         assert out.shape == shape and out.dtype == torch.float32
 
 
-def test_accepted_dtypes_agree_with_float32(models):
+def test_every_accepted_encoding_gives_the_float32_distance(models):
+    """float64, float16, bfloat16, uint8, and floats in another ``input_range``."""
     m = models["resnet"]
     x, y = _img(*IMG), _img(*IMG).flip(0)
     d = m(x, y)
-    _close(m(x.double(), y.double()), d)
+    torch.testing.assert_close(m(x.double(), y.double()), d)
+    _close(m(2 * x - 1, 2 * y - 1, input_range=(-1, 1)), d)
     torch.testing.assert_close(m(x.half(), y.half()), d, rtol=2e-2, atol=1e-3)
     torch.testing.assert_close(m(x.bfloat16(), y.bfloat16()), d, rtol=5e-2, atol=1e-3)
     xu, yu = (x * 255).round().to(torch.uint8), (y * 255).round().to(torch.uint8)
@@ -209,7 +232,7 @@ def test_values_just_outside_the_range_are_clamped(models, input_range, eps):
     lo, hi = input_range
     x, y = lo + (hi - lo) * _img(*IMG), lo + (hi - lo) * _img(*IMG).flip(0)
     x[0, 0, 0, 0], x[1, 0, 0, 0] = lo - eps, hi + eps
-    _close(m(x, y, input_range=input_range), m(x.clamp(lo, hi), y, input_range=input_range))
+    torch.testing.assert_close(m(x, y, input_range=input_range), m(x.clamp(lo, hi), y, input_range=input_range))
 
 
 def test_layout_does_not_change_the_result(models):

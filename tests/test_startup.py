@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from perceptual_sim import distributed, load
+from perceptual_sim import load
+from perceptual_sim.api import parse_device
 from perceptual_sim.cli import build_parser
 
 NO_TORCH = """
@@ -35,7 +36,7 @@ def test_python_dash_m_runs_the_command_line(tmp_path):
 
 def test_auto_device_is_cuda_when_available_else_cpu():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert distributed.parse_device("auto").type == expected
-    assert load().input_mean.device.type == expected
+    assert parse_device("auto").type == expected
+    assert load().device.type == expected
     args = build_parser("compare").parse_args(["compare", "a.png", "b.png"])
     assert args.device == "auto"

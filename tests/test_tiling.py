@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 
 from perceptual_sim import PerceptualDistance
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
-from test_distributed import _torchrun
-from test_lpips_parity import natural_images
+from helpers import make_model, natural_images, torchrun
 
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.torchmetrics import PerceptualDistanceMetric
@@ -100,7 +98,7 @@ def test_two_processes_give_the_one_process_result(card, tmp_path):
     batches = _batches()
     torch.save(batches, tmp_path / "batches.pt")
     (tmp_path / "sync.py").write_text(SYNC)
-    run = _torchrun("sync.py", card, "batches.pt", cwd=tmp_path)
+    run = torchrun("sync.py", card, "batches.pt", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     one = {}
     for reduction in ("mean", "sum", "none"):

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import distributed
 from ..images import load_image
 from ..metric import PerceptualDistance
-from .common import check_batch_size, model_info, pair_distances, progress, resolve_model
+from ..pairs import check_batch_size, pair_distances
+from .common import model_info, resolve_model
 
 VAL_FAMILIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")
 """The six 2AFC validation families; PS is their unweighted mean."""
@@ -115,37 +115,21 @@ def load_patch(path: Path, load_size: int | None = LOAD_SIZE) -> torch.Tensor:
     return torch.from_numpy(small.copy()).permute(2, 0, 1).float() / 255
 
 
-def _stack(paths: Sequence[Path], size: tuple[int, ...] | None, load_size: int | None) -> torch.Tensor:
-    images = [load_patch(p, load_size) for p in paths]
-    for p, im in zip(paths, images):
-        size = size or im.shape
-        if im.shape != size:
-            raise ValueError(f"{p} is {im.shape[1]} x {im.shape[2]}, but the other patches are {size[1]} x {size[2]} (H x W)")
-    return torch.stack(images)
-
-
 def _two_afc_distances(
     module: PerceptualDistance, refs: list[Path], p0s: list[Path], p1s: list[Path], *,
     mode: str | None, batch_size: int, desc: str, load_size: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """d(ref, p0) and d(ref, p1), both from one forward pass per batch (so equal patches tie exactly).
-
-    In a :func:`distributed.session` each process scores a share of the batches.
+    """d(ref, p0) and d(ref, p1), both from one forward pass per batch of ``batch_size`` triplets (so
+    equal patches tie exactly): each batch is its k (ref, p0) pairs then its k (ref, p1) pairs,
+    scored as one batch of 2k pairs by :func:`perceptual_sim.pairs.pair_distances`.
     """
-    starts = distributed.shard(range(0, len(refs), batch_size))
-    device = module.input_mean.device
-    results = []
-    with progress(sum(min(batch_size, len(refs) - s) for s in starts), desc, "triplet") as bar, torch.inference_mode():
-        for s in starts:
-            ref = _stack(refs[s:s + batch_size], None, load_size)
-            size = tuple(ref.shape[1:])
-            p0, p1 = (_stack(p[s:s + batch_size], size, load_size) for p in (p0s, p1s))
-            out = module(torch.cat([ref, ref]).to(device), torch.cat([p0, p1]).to(device), mode=mode)
-            results.append(out.double().cpu().numpy())
-            bar.update(ref.shape[0])
-    parts = distributed.gather(results)  # per batch: k distances to p0, then k to p1
-    d0 = np.concatenate([np.empty(0), *(r[: len(r) // 2] for r in parts)])
-    d1 = np.concatenate([np.empty(0), *(r[len(r) // 2 :] for r in parts)])
+    starts = range(0, len(refs), batch_size)
+    pairs = [pair for s in starts for p in (p0s, p1s) for pair in zip(refs[s : s + batch_size], p[s : s + batch_size])]
+    d = pair_distances(module, pairs, mode=mode, batch_size=2 * batch_size, desc=desc,
+                       load=partial(load_patch, load_size=load_size))
+    blocks = [d[2 * s : 2 * s + 2 * min(batch_size, len(refs) - s)] for s in starts]
+    d0 = np.concatenate([np.empty(0), *(b[: len(b) // 2] for b in blocks)])
+    d1 = np.concatenate([np.empty(0), *(b[len(b) // 2 :] for b in blocks)])
     return d0, d1
 
 

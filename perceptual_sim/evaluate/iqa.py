@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from ..metric import PerceptualDistance
-from .common import finite_or_none, model_info, pair_distances, resolve_model
+from ..pairs import pair_distances
+from .common import finite_or_none, model_info, resolve_model
 
 SCORE_KINDS = ("mos", "dmos")
 LOGISTICS = (4, 5)

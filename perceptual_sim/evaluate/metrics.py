@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distances import MODES, layer_terms
+from ..distances import MODES
 from ..metric import Features, PerceptualDistance
 
 
@@ -34,19 +34,17 @@ class NetMetric:
     def __init__(self, model: PerceptualDistance, name: str | None = None, modes: Sequence[str] = MODES) -> None:
         self.model, self.modes = model, tuple(modes)
         self.name = name or model.card.name
-        self.weights = list(model.layer_weights) if model.layer_weights is not None else None
 
     def features(self, x: Tensor) -> list[Tensor]:
-        return self.model.embed(x.to(self.model.input_mean.device)).maps
+        return self.model.embed(x.to(self.model.device)).maps
 
     def compare(self, fa: list[Tensor], fb: list[Tensor]) -> dict[str, Tensor]:
-        return {m: layer_terms(m, fa, fb, self.weights if m == "spatial" else None).sum(1).cpu()
-                for m in self.modes}
+        return {m: self.model.compare(fa, fb, mode=m).cpu() for m in self.modes}
 
     def matrix(self, x: Tensor, batch_size: int) -> dict[str, Tensor]:
         """{mode: N x N distances between all images of ``x``}, features computed once
         (:meth:`PerceptualDistance.pairwise`)."""
-        parts = [self.model.embed(x[i : i + batch_size].to(self.model.input_mean.device))
+        parts = [self.model.embed(x[i : i + batch_size].to(self.model.device))
                  for i in range(0, len(x), batch_size)]
         feats = Features([torch.cat(maps) for maps in zip(*(p.maps for p in parts))], parts[0].image_size)
         return {m: self.model.pairwise(feats, feats, mode=m).cpu() for m in self.modes}

@@ -30,16 +30,19 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
+from ..files import cache_root, write_atomic
+from ..images import IMAGE_SUFFIXES, decode_square
 from ..metric import PerceptualDistance
-from ..train import EXTENSIONS, decode_square
-from ..weights import cache_root, write_atomic
+from ..pairs import check_batch_size
 from .bapps import two_afc_score
-from .common import check_batch_size
 from .distortions import DISTORTIONS, LEVELS, distort, shift
 from .metrics import NetMetric, ProxyMetric
 
 SHIFTS = (1, 2, 3)
+SIZE = 64
+"""Side of the generated images (the size the bundled models were trained at)."""
 DATA_VERSION = "proxy-v1"
 
 
@@ -69,9 +72,9 @@ class ProxySet:
 
 
 def _image_files(root: Path) -> list[Path]:
-    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in EXTENSIONS)
+    files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"no images under {root} (looked for {sorted(EXTENSIONS)})")
+        raise ValueError(f"no images under {root} (looked for {sorted(IMAGE_SUFFIXES)})")
     return files
 
 
@@ -89,7 +92,7 @@ def make_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100
             raise ValueError(f"{images} has {len(files)} images; the proxy needs {need} (triplets + mono_images)")
         rng = np.random.default_rng(seed)
         chosen = [files[i] for i in rng.choice(len(files), need, replace=False)]
-        arrays = torch.from_numpy(np.stack([decode_square(p) for p in chosen])).permute(0, 3, 1, 2)
+        arrays = torch.from_numpy(np.stack([decode_square(p, SIZE) for p in chosen])).permute(0, 3, 1, 2)
         g = torch.Generator().manual_seed(seed)
         ref = arrays[:triplets]
         p0, p1 = _random_distortions(ref, g), _random_distortions(ref, g)

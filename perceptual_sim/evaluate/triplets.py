@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import __version__, distributed
+from .. import distributed
+from .._version import __version__
 from ..distances import MODES
 from ..images import load_image
 from ..metric import PerceptualDistance
-from .common import check_batch_size, progress, resolve_model
+from ..pairs import check_batch_size, progress
+from .common import resolve_model
 from .metrics import NetMetric, ProxyMetric
 
 HELD_OUT_FRACTION = 0.2

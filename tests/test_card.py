@@ -1,5 +1,8 @@
-"""Hostile model files: every bad card field, special files, bad tensors and oversized architectures fail
-cleanly (an error naming the field and the file; one `error:` line on the command line), before anything is built."""
+"""Model cards and their files (perceptual_sim.card): what is written and read back, and hostile files.
+
+Every bad card field, special files, bad tensors and oversized architectures fail cleanly (an error
+naming the field and the file; one `error:` line on the command line), before anything is built.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,16 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import make_model
+from helpers import make_model
 from safetensors.torch import load_file, save_file
 
+import perceptual_sim
 from perceptual_sim import PerceptualDistance, WeightsError
 from perceptual_sim.archs import MAX_MODEL_BYTES, check_arch_args, estimate
 from perceptual_sim.backbones import build_backbone
+from perceptual_sim.card import MAX_CARD_BYTES, ModelCard, ModelNotFoundError, load_tensors, read_card, save_model
 from perceptual_sim.cli import main
-from perceptual_sim.weights import MAX_CARD_BYTES, ModelCard, sha256_file
+from perceptual_sim.files import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +31,40 @@ def good(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     """A valid card (and its tensor file) to break one field at a time."""
     card = make_model(tmp_path_factory.mktemp("good"), name="good")
     return card, json.loads(card.read_text())
+
+
+def test_a_card_round_trips_through_json(good):
+    card = read_card(good[0])
+    assert ModelCard.from_json(card.to_json()) == card
+    with pytest.raises(WeightsError, match="unknown fields"):
+        ModelCard.from_json(json.dumps({**json.loads(card.to_json()), "pickle": 1}))
+
+
+def test_save_model_stamps_the_card_and_never_overwrites_unasked(good, tmp_path):
+    card, tensors = read_card(good[0]), load_file(str(good[0].with_suffix(".safetensors")))
+    stale = ModelCard.from_json(json.dumps({**good[1], "sha256": "", "package_version": "0.0.1"}))
+    written = save_model(stale, tensors, tmp_path / "m.json")
+    assert written.sha256 == sha256_file(tmp_path / "m.safetensors") == card.sha256
+    assert written.package_version == perceptual_sim.__version__ and read_card(tmp_path / "m.json") == written
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # shared: not safetensors' 0600
+    save_model(stale, tensors, tmp_path / "folder")  # a folder: card.json + model.safetensors
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["card.json", "model.safetensors"]
+    with pytest.raises(FileExistsError, match="m.json exists; choose another name or pass overwrite=True"):
+        save_model(stale, tensors, tmp_path / "m.json")
+    assert save_model(card, tensors, tmp_path / "m.json", overwrite=True) == written
+
+
+def test_tensor_files_must_match_their_card(good, tmp_path):
+    card = read_card(good[0])
+    assert set(load_tensors(card, good[0].with_suffix(".safetensors"))) == set(load_file(str(good[0].with_suffix(".safetensors"))))
+    with pytest.raises(ModelNotFoundError, match="tensor file .*nope.safetensors for model 'good' is missing"):
+        load_tensors(card, tmp_path / "nope.safetensors")
+    path = _write(tmp_path, "other", json.dumps({**good[1], "sha256": "0" * 64}), good[0].with_suffix(".safetensors"))
+    message = f"has sha256 {card.sha256}, but the card of 'good' says {'0' * 64}: the file is corrupt"
+    with pytest.raises(WeightsError, match=re.escape(message)):
+        PerceptualDistance.from_pretrained(str(path))
 
 
 def _nest(depth: int) -> dict[str, Any]:

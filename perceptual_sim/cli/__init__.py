@@ -1,0 +1,109 @@
+"""The ``perceptual-sim`` command line: :func:`main`, with the one error policy of every command.
+
+``perceptual-sim A B`` is short for ``perceptual-sim compare A B``: a first argument that is not a
+command is taken as an image. Each command is a module of this package, registered in
+:data:`SUBCOMMANDS` with a one-line summary; its ``add_parser(subparsers)`` adds its parser and sets
+``func`` (a function of the parsed arguments returning the exit code) on each leaf parser. Only
+the command that runs has its module imported and its parser built, and torch is imported by the
+commands that need it: ``--version``, ``--help`` and ``list`` answer without it. The options that
+commands share, and the printing of notes and errors, are in :mod:`perceptual_sim.cli.options`.
+
+Exit codes: 0 success, 1 a failure while working (an unreadable image, an unknown model, a pair
+that could not be scored), 2 a usage error found before any work, 130 interrupted. Errors are
+printed on stderr as ``error: ...``, never as a traceback; a command names itself in them by
+setting ``context`` (``error: eval bapps: ...``). Under torchrun, usage errors are printed by rank 0
+only, other errors by every rank, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .._version import __version__
+from ..files import OutputError
+from .options import UsageError, error
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("distance between two images (the default: `perceptual-sim A B`)", "compare"),
+    "dirs": ("distances between same-named images of two folders", "dirs"),
+    "list": ("the models bundled with the package, and those `download` fetches", "listing"),
+    "download": ("fetch and verify a model (an LPIPS reference, or a Hub model for offline use)", "download"),
+    "push": ("upload a model (card + safetensors) to a Hugging Face Hub repo", "push"),
+    "train": ("train a backbone at 64 x 64; list and export its checkpoints", "train"),
+    "eval": ("score a model on a benchmark (BAPPS, IQA lists, offline proxies)", "evaluate"),
+}
+"""Command name -> (its summary for ``--help``, the module of this package that holds it). ``list`` and ``eval``
+live in ``listing`` and ``evaluate``: an imported submodule becomes a name here, and would hide the builtin."""
+
+_TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors read ``error: ...`` followed by the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}\n{self.format_usage()}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Our own max_pixels limit replaces Pillow's DecompressionBombWarning for large images.
+    warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb", module="PIL")
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in _TOP_LEVEL_FLAGS:
+        near = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.75)
+        if near and not os.path.exists(argv[0]):
+            return error(f"{argv[0]!r} is neither a command nor a file; did you mean {near[0]!r}?", 2)
+        argv = ["compare", *argv]
+    context = ""
+    try:
+        parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error already printed
+            return exc.code if isinstance(exc.code, int) else 2
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help(sys.stderr)
+            return 2
+        context = getattr(args, "context", "")
+        return func(args)
+    except (UsageError, OutputError, FileExistsError) as exc:  # the same on every process of a launch
+        return error(str(exc), 2, every_rank=False)
+    except KeyboardInterrupt as exc:  # a command may say how to carry on: KeyboardInterrupt("run ... again")
+        return error("; ".join(["interrupted", *map(str, exc.args)]), 130)
+    except _cuda_out_of_memory():
+        return error("out of GPU memory; lower --batch-size or use --device cpu", 1)
+    except (ValueError, OSError, ImportError) as exc:  # ImageError, ModelNotFoundError, WeightsError, ...
+        return error(f"{context}: {exc}" if context else str(exc), 1)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command, or with ``command`` only (so only its module is imported)."""
+    parser = _Parser(
+        prog="perceptual-sim",
+        description="Perceptual image distances. `perceptual-sim A B` (short for `perceptual-sim compare A B`) "
+        "prints the distance between two images.",
+        epilog="`perceptual-sim COMMAND --help` describes a command. Exit codes: 0 ok, 1 failure, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, (summary, module) in SUBCOMMANDS.items():
+        if command is None:  # the listing of `--help`; a command's own parser is built when it runs
+            subparsers.add_parser(name, help=summary)
+        elif command == name:
+            importlib.import_module(f".{module}", __name__).add_parser(subparsers)
+    return parser
+
+
+def _cuda_out_of_memory() -> type[BaseException] | tuple[()]:
+    """torch's CUDA out-of-memory error, or nothing to catch when torch was never imported."""
+    torch = sys.modules.get("torch")
+    return torch.cuda.OutOfMemoryError if torch is not None else ()

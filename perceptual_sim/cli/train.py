@@ -1,0 +1,122 @@
+"""``perceptual-sim train run|export|list``: train a classifier that becomes a metric (:mod:`perceptual_sim.train`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..archs import MODES
+from ..files import cache_root
+from .options import UsageError, json_object, non_negative_float, positive_float, positive_int
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from ..backbones import ARCHITECTURES
+    from ..train import Recipe
+
+    defaults = Recipe(data="")  # the training defaults shown in `train run --help`
+    trainable = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
+    t = subparsers.add_parser("train", description="Train classifiers that become metrics (see perceptual_sim.train).")
+    sub = t.add_subparsers(title="commands", metavar="{run,export,list}", required=True)
+
+    r = sub.add_parser("run", help="train, or resume, a run",
+                       description="Train a classifier on DATA/train, validating on DATA/val, with dense "
+                                   "checkpoints early on. Re-run the same command to resume.")
+    r.add_argument("--data", type=Path, required=True, help="folder holding train/ and val/ class folders")
+    r.add_argument("--out", type=Path, required=True, help="the run's folder (checkpoints, log.csv)")
+    r.add_argument("--arch", choices=trainable, default=defaults.arch,
+                   help=f"backbone architecture (default {defaults.arch})")
+    r.add_argument("--arch-args", type=json_object, default={}, metavar="JSON",
+                   help='architecture arguments, e.g. \'{"width": 0.5}\'')
+    r.add_argument("--epochs", type=positive_float, default=defaults.epochs, help=f"default {defaults.epochs:g}")
+    r.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,
+                   help=f"default {defaults.batch_size}")
+    r.add_argument("--lr", type=positive_float, default=defaults.lr,
+                   help=f"peak learning rate (default {defaults.lr:g})")
+    r.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay,
+                   help=f"default {defaults.weight_decay:g}")
+    r.add_argument("--warmup-epochs", type=non_negative_float, default=defaults.warmup_epochs,
+                   help=f"linear warm-up (default {defaults.warmup_epochs:g})")
+    r.add_argument("--schedule", choices=("cosine", "step"), default=defaults.schedule,
+                   help=f"decay after warm-up (default {defaults.schedule})")
+    r.add_argument("--optimizer", choices=("sgd", "adamw"), default=defaults.optimizer,
+                   help=f"default {defaults.optimizer}")
+    r.add_argument("--seed", type=int, default=defaults.seed, help=f"default {defaults.seed}")
+    r.add_argument("--photometric", type=non_negative_float, default=defaults.photometric,
+                   help="strength of random global photometric augmentation (gamma, saturation, colour balance, "
+                        f"contrast, brightness); 0 = crop and flip only, 1 = the standard ranges (default {defaults.photometric:g})")
+    r.add_argument("--cache", type=Path, default=None,
+                   help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
+    r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    r.set_defaults(func=run)
+
+    e = sub.add_parser("export", help="write a checkpoint as a model (card + safetensors)",
+                       description="Export checkpoint STEP of RUN as a metric model DEST/NAME.json + .safetensors.")
+    e.add_argument("run", type=Path, metavar="RUN", help="the run's folder")
+    e.add_argument("--step", type=int, required=True, help="checkpoint step (see `train list RUN`)")
+    e.add_argument("--name", required=True, help="model name")
+    e.add_argument("--dest", type=Path, required=True, help="folder to write NAME.json and NAME.safetensors in")
+    e.add_argument("--mode", choices=MODES, default="spatial", help="the model's default distance (default spatial)")
+    e.add_argument("--summary", default="", help="one sentence for `perceptual-sim list`")
+    e.add_argument("--force", action="store_true", help="overwrite an existing model of that name")
+    e.set_defaults(func=export_checkpoint)
+
+    ls = sub.add_parser("list", help="the checkpoints of a run", description="Table of a run's checkpoints.")
+    ls.add_argument("run", type=Path, metavar="RUN", help="the run's folder")
+    ls.set_defaults(func=list_checkpoints)
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    from ..train import Recipe, train
+
+    recipe = Recipe(
+        data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
+        photometric=args.photometric)
+    cache = args.cache or cache_root() / "datasets"
+    try:
+        out = train(recipe, args.out, cache=cache, threads=args.threads)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("run the same command again to resume from the last checkpoint") from None
+    print(f"finished {out}; `perceptual-sim train list {out}` shows the checkpoints, "
+          f"`perceptual-sim train export {out} --step S --name NAME --dest DIR` exports one")
+    return 0
+
+
+def _check_run(run: Path) -> None:
+    if not (run / "recipe.json").is_file():
+        raise UsageError(f"{run} is not a training run (it has no recipe.json)")
+
+
+def export_checkpoint(args: argparse.Namespace) -> int:
+    _check_run(args.run)
+    from ..train import export
+
+    card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, summary=args.summary,
+                  overwrite=args.force)
+    path = args.dest if args.dest.suffix == ".json" else args.dest / f"{args.name}.json"
+    print(f"wrote {path} and {path.with_suffix('.safetensors').name} (sha256 {card.sha256}); "
+          f"use it with --model {path}")
+    return 0
+
+
+def list_checkpoints(args: argparse.Namespace) -> int:
+    _check_run(args.run)
+    from ..train import checkpoints
+
+    records = checkpoints(args.run)
+    if not records:
+        print(f"no checkpoints in {args.run} yet")
+        return 0
+    print(f"{'step':>8} {'epoch':>7} {'val top-1':>9} {'val loss':>9} {'train loss':>10}  time")
+    for r in records:
+        print(f"{r['step']:>8} {r['epoch']:>7.3f} {100 * r['val_top1']:>8.2f}% {r['val_loss']:>9.4f} "
+              f"{r['train_loss']:>10.4f}  {r['time']}")
+    return 0

