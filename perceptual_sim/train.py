@@ -211,7 +211,9 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         torch.set_num_threads(threads)
     data = load_dataset(Path(recipe.data), cache)
     n_classes = len(data["classes"])
-    model = build_backbone(recipe.arch, {**recipe.arch_args, "num_classes": n_classes})
+    with torch.random.fork_rng(devices=[]):  # the initial weights follow the recipe's seed, not the caller's RNG
+        torch.manual_seed(recipe.seed)
+        model = build_backbone(recipe.arch, {**recipe.arch_args, "num_classes": n_classes})
     model = model.to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
