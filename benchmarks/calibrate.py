@@ -123,8 +123,7 @@ def main() -> int:
                     "held-out materials excluded", "triplets": int(fit_mask.sum()), "sizes": args.sizes,
             "weights": "non-negative per channel, mean 1", "base_model": model.card.name,
             "base_sha256": model.card.sha256}})
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("layer_weights")}
-    state.update({f"layer_weights.{i}": lw for i, lw in enumerate(per_layer)})
+    state = {**model.state_dict(), **{f"layer_weights.{i}": lw for i, lw in enumerate(per_layer)}}
     args.dest.mkdir(parents=True, exist_ok=True)
     saved = save_model(card, state, args.dest / f"{args.name}.json")
     result = {"model": model.card.name, "sha256": model.card.sha256, "calibrated": args.name,

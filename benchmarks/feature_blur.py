@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from perceptual_sim.distances import embedding, squared_cdist, unit_normalize
+from perceptual_sim.distances import unit_normalize
 from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import NetMetric
 from perceptual_sim.evaluate.proxy import judged_proxy_set, score
-from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.metric import Features, PerceptualDistance
 from perceptual_sim.train import export
 
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
@@ -60,13 +60,8 @@ class Blurred(NetMetric):
 
     def matrix(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         parts = [self.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        weights = list(self.model.layer_weights) if self.model.layer_weights is not None else None
-        e = embedding("spatial", [torch.cat(m) for m in zip(*parts)], weights)
-        out = squared_cdist(e[0], e[0])
-        for a in e[1:]:
-            out = out + squared_cdist(a, a)
-        return {"spatial": out}
-
+        feats = Features([torch.cat(m) for m in zip(*parts)], (x.shape[2], x.shape[3]))
+        return {"spatial": self.model.pairwise(feats, feats, mode="spatial")}
 
 def main() -> int:
     torch.set_num_threads(1)
