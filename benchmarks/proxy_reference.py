@@ -30,7 +30,7 @@ from perceptual_sim.card import ModelCard
 from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES, layer_terms
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
-from perceptual_sim.evaluate.proxy import judged_proxy_set, score
+from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.registry import list_models
 
@@ -127,7 +127,8 @@ def main() -> int:
             print(f"{name}: skipped ({exc})", file=sys.stderr)
             continue
         scores = score(metric, data, progress=False)
-        row = {"metric": name, "judge": is_judge, "scores": scores, "seconds": round(time.time() - t0, 1)}
+        row = {"metric": name, "judge": is_judge, "scores": scores, "shift_protocol": SHIFT_PROTOCOL,
+               "seconds": round(time.time() - t0, 1)}
         if args.only:
             row.update(date=date.today().isoformat(), version=__version__, command=command)
         rows[:] = [r for r in rows if r["metric"] != name] + [row]
@@ -142,14 +143,14 @@ def main() -> int:
 
 
 def markdown(result: dict) -> str:
-    lines = ["| metric | mode | 2AFC vs judges | flips @1px | @2px | @3px | monotonicity |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| metric | mode | 2AFC vs judges | flips @1px | @2px | @3px | shift protocol | monotonicity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in result["rows"]:
         for mode, s in row["scores"].items():
             name = row["metric"] + (" (judge)" if row["judge"] else "")
             f = s["shift_flips"]
             lines.append(f"| {name} | {mode} | {100 * s['2afc']:.1f} | {100 * f['1']:.1f}% | {100 * f['2']:.1f}% | "
-                         f"{100 * f['3']:.1f}% | {s['monotonicity']:.3f} |")
+                         f"{100 * f['3']:.1f}% | {row['shift_protocol']} | {s['monotonicity']:.3f} |")
     return "\n".join(lines)
 
 

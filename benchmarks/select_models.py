@@ -8,7 +8,7 @@ Criterion: the mean of the human-triplet agreement on the *selection* part (64 a
 the psychophysics mean (64 and 256 px). The held-out part is never used to choose (it would stop
 being held out); it is reported. Hard constraint: in every mode, at most 5% of the proxy set's
 2AFC decisions flip under a 1, 2 or 3 px shift (from ``--proxy``, the rows of ``sweep.py``;
-the flips need no judge). The LPIPS-judged proxy 2AFC is carried into the card as a
+the flips need no judge; only rows scored under the current shift protocol count). The LPIPS-judged proxy 2AFC is carried into the card as a
 regression check only. Ties go to the earlier checkpoint. ``--pick NAME=RUN1,RUN2`` chooses
 across several runs.
 """
@@ -21,6 +21,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL
 from perceptual_sim.train import export
 
 MAX_FLIPS = 0.05
@@ -78,7 +79,8 @@ def main() -> int:
     proxy: dict[tuple[str, int], dict[str, dict[str, str]]] = defaultdict(dict)
     with open(args.proxy) as f:
         for r in csv.DictReader(f):
-            proxy[r["run"], int(r["step"])][r["mode"]] = r
+            if r["shift_protocol"] == SHIFT_PROTOCOL:
+                proxy[r["run"], int(r["step"])][r["mode"]] = r
     for pick in args.pick:
         name, _, runs = pick.partition("=")
         paths = {Path(run).name: Path(run) for run in runs.split(",")}
@@ -100,7 +102,8 @@ def main() -> int:
             "protocol": "human_triplets: material-appearance 2AFC (Lagunas et al. 2019), selection / held-out split "
                         "by reference (perceptual-sim eval triplets); psych: perceptual-sim eval psych "
                         "(100 per family for reference rows, 50 in the sweep); proxy: 2000 Tiny-ImageNet val "
-                        "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin (a regression check only)",
+                        "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin (a regression check only); flips: "
+                        f"shift protocol {SHIFT_PROTOCOL} (ST-LPIPS: crop 3 columns, move p0 and p1 1-3 px)",
         }
         card = export(run_path, step, name, args.dest, default_mode=mode, summary=SUMMARIES[recipe["arch"]].format(**fmt),
                       overwrite=True, scores=scores,

@@ -8,7 +8,7 @@ Proxies: appends to OUT/sweep.csv and draws OUT/proxy_vs_top1.png and OUT/proxy_
 ``--human``: agreement with the material-appearance triplets (selection and held-out parts, 64 and
 256 px) and the psychophysics mean (64 and 256 px, ``--per-family`` triplets per family), appended
 to OUT/human_sweep.csv, drawn as OUT/human_vs_top1.png. Both are resumable (rows already there are
-skipped) and need matplotlib for the plots. ``--epochs`` scores only the checkpoints at those
+skipped; proxy rows only if they were scored under the current shift protocol) and need matplotlib for the plots. ``--epochs`` scores only the checkpoints at those
 epochs. With ``--watch S`` it keeps going beside a training run: every S seconds it scores the
 checkpoints written since (stop it with Ctrl-C; the CSV and plots are current after every checkpoint).
 """
@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 
 from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.proxy import judged_proxy_set, score
+from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import checkpoints, export
 
-FIELDS = ["run", "step", "epoch", "val_top1", "mode", "2afc", "flips_1", "flips_2", "flips_3", "monotonicity"]
+FIELDS = ["run", "step", "epoch", "val_top1", "mode", "2afc", "flips_1", "flips_2", "flips_3", "monotonicity",
+          "shift_protocol"]
 HUMAN_FIELDS = ["run", "step", "epoch", "val_top1", "mode", "human_selection_64", "human_held_out_64",
                 "human_selection_256", "human_held_out_256", "psych_64", "psych_256"]
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
@@ -77,7 +78,8 @@ def main() -> int:
     done = set()
     if table.is_file():
         with open(table) as f:
-            done = {(r["run"], int(r["step"])) for r in csv.DictReader(f)}
+            done = {(r["run"], int(r["step"])) for r in csv.DictReader(f)
+                    if args.human or r["shift_protocol"] == SHIFT_PROTOCOL}
     if args.human:
         judge = Human(args.per_family)
     else:
@@ -86,7 +88,7 @@ def main() -> int:
         def judge(model: PerceptualDistance) -> dict[str, dict[str, str]]:
             return {mode: {"2afc": f"{s['2afc']:.5f}", "flips_1": f"{s['shift_flips']['1']:.5f}",
                            "flips_2": f"{s['shift_flips']['2']:.5f}", "flips_3": f"{s['shift_flips']['3']:.5f}",
-                           "monotonicity": f"{s['monotonicity']:.5f}"}
+                           "monotonicity": f"{s['monotonicity']:.5f}", "shift_protocol": SHIFT_PROTOCOL}
                     for mode, s in score(NetMetric(model), data, progress=False).items()}
 
     def wanted(rec: dict) -> bool:
@@ -94,7 +96,7 @@ def main() -> int:
 
     with open(table, "a", newline="") as f:
         writer = csv.DictWriter(f, fields)
-        if not done:
+        if f.tell() == 0:
             writer.writeheader()
         while True:
             todo = [(run, rec) for run in args.runs for rec in checkpoints(run)
@@ -134,8 +136,8 @@ def plot(table: Path, out: Path) -> None:
     except ImportError:
         print("matplotlib not installed: no plots", file=sys.stderr)
         return
-    with open(table) as f:
-        rows = list(csv.DictReader(f))
+    with open(table) as f:  # a checkpoint re-scored under a newer shift protocol: its last row counts
+        rows = list({(r["run"], r["step"], r["mode"]): r for r in csv.DictReader(f)}.values())
     runs = sorted({r["run"] for r in rows})
     modes = ["spatial", "style", "meanpool"]
     if table.name == "human_sweep.csv":

@@ -8,9 +8,17 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort, shift
+from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric, ssim
-from perceptual_sim.evaluate.proxy import _decision, _spearman_rows, judge, make_proxy_set, score
+from perceptual_sim.evaluate.proxy import (
+    SHIFT_CROP,
+    _decision,
+    _spearman_rows,
+    crop_shift,
+    judge,
+    make_proxy_set,
+    score,
+)
 
 
 def test_decision_by_hand():
@@ -35,7 +43,16 @@ def test_distortions_grow_with_level_and_are_deterministic():
         torch.testing.assert_close(outs[0], distort(x, kind, 1, torch.Generator().manual_seed(1)))
     with pytest.raises(ValueError, match="unknown distortion"):
         distort(x, "swirl", 1, torch.Generator())
-    assert torch.equal(shift(x, 2)[..., 2:, 2:], x[..., :-2, :-2])
+
+
+def test_crop_shift_moves_the_view_without_inventing_pixels():
+    x = torch.arange(10.0).view(1, 1, 1, 10).expand(1, 3, 4, 10)
+    assert SHIFT_CROP == 3
+    assert crop_shift(x, 0)[0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert crop_shift(x, 2)[0, 0, 0].tolist() == [2, 3, 4, 5, 6, 7, 8]
+    assert crop_shift(x, 3)[0, 0, 0].tolist() == [3, 4, 5, 6, 7, 8, 9]
+    with pytest.raises(ValueError, match="0..3 px"):
+        crop_shift(x, 4)
 
 
 def test_ssim_identity():
@@ -71,10 +88,15 @@ def test_scores_follow_the_protocol(proxy_data, tiny):
     l2 = score(L2Metric(), single, progress=False)["pixel"]
     assert l2["2afc"] == 1.0  # a judge agrees with itself on every triplet
     ref, p0, p1 = (t.float() / 255 for t in (single.ref, single.p0, single.p1))
-    base = _decision((ref - p0).pow(2).mean((1, 2, 3)), (ref - p1).pow(2).mean((1, 2, 3)))
-    for k in (1, 2, 3):
-        moved = _decision((ref - shift(p0, k)).pow(2).mean((1, 2, 3)), (ref - shift(p1, k)).pow(2).mean((1, 2, 3)))
-        assert l2["shift_flips"][str(k)] == pytest.approx((moved != base).float().mean().item())
+    w = ref.shape[-1]
+
+    def decisions(k):  # ST-LPIPS: the reference keeps columns 0..w-4, p0 and p1 show columns k..w-4+k
+        r = ref[..., : w - 3]
+        return _decision(*((r - p[..., k : w - 3 + k]).pow(2).mean((1, 2, 3)) for p in (p0, p1)))
+
+    flips = [(decisions(k) != decisions(0)).float().mean().item() for k in (1, 2, 3)]
+    assert [l2["shift_flips"][k] for k in "123"] == pytest.approx(flips)
+    assert max(flips) > 0  # the hand rule is not vacuous on this set
     assert l2["monotonicity"] == pytest.approx(1.0)  # every distortion grows in L2 with its level
     net = score(NetMetric(tiny), proxy_data, progress=False)
     assert set(net) == {"spatial", "style", "meanpool"}

@@ -103,11 +103,3 @@ def distort(x: Tensor, kind: str, level: int, g: torch.Generator) -> Tensor:
     if level not in LEVELS:
         raise ValueError(f"level must be 1..5, got {level}")
     return DISTORTIONS[kind](x, level, g).clamp(0, 1)
-
-
-def shift(x: Tensor, pixels: int) -> Tensor:
-    """Translate by ``pixels`` down and right, filling the border by reflection."""
-    if pixels == 0:
-        return x
-    h, w = x.shape[2:]
-    return F.pad(x, (pixels, 0, pixels, 0), mode="reflect")[..., :h, :w]

@@ -5,8 +5,11 @@ not replace BAPPS or other human-judgment benchmarks).
   random BAPPS-"traditional"-style distortions, judged by human-calibrated reference
   metrics (LPIPS-Alex-lin and LPIPS-VGG-lin by default): ``p`` = share of judges that prefer
   p1; scored with the BAPPS 2AFC rule. The judges' own rows are marked as judges.
-* **Shift rank flips** (ST-LPIPS protocol): the share of a metric's 2AFC decisions that flip
-  when p0 and p1 are translated by 1, 2 and 3 px; lower is better.
+* **Shift rank flips** (the ST-LPIPS crop protocol, Ghildyal & Liu 2022): every image loses
+  its right :data:`SHIFT_CROP` columns; then p0 and p1 (not the reference) are cropped k = 1, 2,
+  3 px further right, so they show the same scene moved k px with no invented border. The
+  score is the share of 2AFC decisions that differ from those on the k = 0 crops; lower is
+  better.
 * **Monotonicity**: Spearman correlation between distance and severity level (1..5) within
   each distortion type, averaged over images and types.
 
@@ -37,10 +40,15 @@ from ..images import IMAGE_SUFFIXES, decode_square
 from ..metric import PerceptualDistance
 from ..pairs import check_batch_size
 from .bapps import two_afc_score
-from .distortions import DISTORTIONS, LEVELS, distort, shift
+from .distortions import DISTORTIONS, LEVELS, distort
 from .metrics import NetMetric, ProxyMetric
 
 SHIFTS = (1, 2, 3)
+SHIFT_CROP = 3
+"""Columns every image loses in the shift protocol (ST-LPIPS's ``shift_offset``); shifts go up to it."""
+SHIFT_PROTOCOL = "crop-3-horizontal"
+"""Names the shift protocol in results. Rows before 0.3.1 used a diagonal shift with reflected borders
+(``reflect-diagonal``): it invents border content, and flips more."""
 SIZE = 64
 """Side of the generated images (the size the bundled models were trained at)."""
 DATA_VERSION = "proxy-v1"
@@ -150,27 +158,38 @@ def _random_distortions(ref: Tensor, g: torch.Generator, batch: int = 200) -> Te
     return torch.cat(out)
 
 
+def crop_shift(x: Tensor, pixels: int) -> Tensor:
+    """Columns ``pixels`` .. ``W - SHIFT_CROP + pixels`` of ``x``: the view moved ``pixels`` px."""
+    if not 0 <= pixels <= SHIFT_CROP:
+        raise ValueError(f"shift must be 0..{SHIFT_CROP} px, got {pixels}")
+    return x[..., pixels : x.shape[-1] - SHIFT_CROP + pixels]
+
+
 @torch.inference_mode()
 def triplet_distances(metric: ProxyMetric, data: ProxySet, *, shifts: Sequence[int] = SHIFTS,
-                      batch: int = 250, progress: bool = True) -> dict[str, dict[int, tuple[Tensor, Tensor]]]:
-    """{mode: {shift: (d0, d1)}} over all triplets (shift 0 = unshifted)."""
+                      batch: int = 250, progress: bool = True) -> dict[str, dict[str, tuple[Tensor, Tensor]]]:
+    """{mode: {view: (d0, d1)}} over all triplets: view ``"full"`` is the whole images and, when
+    ``shifts`` is not empty, ``"0"`` and each ``str(k)`` the crops of :func:`crop_shift`."""
     check_batch_size(batch)
     starts = distributed.shard(range(0, len(data.ref), batch))
+    views = [("full", None)] + ([(str(k), k) for k in (0, *shifts)] if shifts else [])
     results = []
     for i in tqdm(starts, desc=f"{metric.name} triplets", disable=not (progress and distributed.is_main()),
                   leave=False):
-        fr = metric.features(data.ref[i : i + batch])
-        part: dict[str, dict[int, tuple[Tensor, Tensor]]] = {}
-        for k in (0, *shifts):
-            f0 = metric.features(shift(data.p0[i : i + batch], k))
-            f1 = metric.features(shift(data.p1[i : i + batch], k))
+        ref, p0, p1 = (t[i : i + batch] for t in (data.ref, data.p0, data.p1))
+        fr_full = metric.features(ref)
+        fr_crop = metric.features(crop_shift(ref, 0)) if shifts else None
+        part: dict[str, dict[str, tuple[Tensor, Tensor]]] = {}
+        for view, k in views:
+            fr = fr_full if k is None else fr_crop
+            f0, f1 = (metric.features(p if k is None else crop_shift(p, k)) for p in (p0, p1))
             d0, d1 = metric.compare(fr, f0), metric.compare(fr, f1)
             for mode in d0:
-                part.setdefault(mode, {})[k] = (d0[mode], d1[mode])
+                part.setdefault(mode, {})[view] = (d0[mode], d1[mode])
         results.append(part)
     parts = distributed.gather(results)
-    return {m: {k: (torch.cat([p[m][k][0] for p in parts]), torch.cat([p[m][k][1] for p in parts]))
-                for k in parts[0][m]} for m in parts[0]}
+    return {m: {v: (torch.cat([p[m][v][0] for p in parts]), torch.cat([p[m][v][1] for p in parts]))
+                for v in parts[0][m]} for m in parts[0]}
 
 
 def _decision(d0: Tensor, d1: Tensor) -> Tensor:
@@ -222,7 +241,7 @@ def judge(data: ProxySet, judges: Sequence[tuple[str, ProxyMetric]], *, progress
     rows = []
     for _, metric in judges:
         d = triplet_distances(metric, data, shifts=(), progress=progress)
-        d0, d1 = d["spatial" if "spatial" in d else next(iter(d))][0]
+        d0, d1 = d["spatial" if "spatial" in d else next(iter(d))]["full"]
         rows.append(_decision(d0, d1))
     data.judgments = torch.stack(rows)
     data.judges = [name for name, _ in judges]
@@ -237,13 +256,10 @@ def score(metric: ProxyMetric, data: ProxySet, *, batch: int = 250, progress: bo
     tri = triplet_distances(metric, data, batch=batch, progress=progress)
     mono = monotonicity(metric, data, batch=batch)
     out: dict[str, dict[str, Any]] = {}
-    for mode, by_shift in tri.items():
-        d0, d1 = by_shift[0]
-        base = _decision(d0, d1)
-        flips = {}
-        for k in SHIFTS:
-            s0, s1 = by_shift[k]
-            flips[str(k)] = float((_decision(s0, s1) != base).double().mean())
+    for mode, by_view in tri.items():
+        d0, d1 = by_view["full"]
+        base = _decision(*by_view["0"])
+        flips = {str(k): float((_decision(*by_view[str(k)]) != base).double().mean()) for k in SHIFTS}
         out[mode] = {"2afc": float(two_afc_score(d0.numpy(), d1.numpy(), p.numpy()).mean()), "shift_flips": flips, "monotonicity": mono[mode]["mean"],
                      "monotonicity_by_type": {k: v for k, v in mono[mode].items() if k != "mean"}}
     return out
@@ -272,7 +288,7 @@ def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000
     data = judged_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
     return {"benchmark": "proxy", "model": model.card.name, "sha256": model.card.sha256,
             "package_version": __version__, "judges": data.judges, "triplets": len(data.ref),
-            "mono_images": len(data.mono_ref), "seed": seed, "images": str(images),
+            "mono_images": len(data.mono_ref), "seed": seed, "images": str(images), "shift_protocol": SHIFT_PROTOCOL,
             "scores": score(NetMetric(model), data, batch=batch)}
 
 
