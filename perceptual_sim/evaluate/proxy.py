@@ -294,7 +294,8 @@ def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000
 
 def format_proxy(result: dict[str, Any]) -> str:
     """A short table of a :func:`score_proxy` result (scores x100)."""
-    lines = [f"{result['model']} on {result['triplets']} proxy triplets judged by {', '.join(result['judges'])}",
+    lines = [f"{result['model']} on {result['triplets']} proxy triplets judged by {', '.join(result['judges'])}; "
+             f"shift flips: {result['shift_protocol']} protocol",
              "mode       2AFC   flips@1px  @2px   @3px   monotonicity"]
     for mode, s in result["scores"].items():
         f = s["shift_flips"]
