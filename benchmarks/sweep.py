@@ -78,8 +78,11 @@ def main() -> int:
     done = set()
     if table.is_file():
         with open(table) as f:
-            done = {(r["run"], int(r["step"])) for r in csv.DictReader(f)
-                    if args.human or r["shift_protocol"] == SHIFT_PROTOCOL}
+            reader = csv.DictReader(f)
+            if reader.fieldnames and reader.fieldnames != fields:
+                ap.error(f"{table} has the columns {reader.fieldnames}, this version writes {fields}; "
+                         "move it aside (rows from before 0.3.1 lack shift_protocol) or pass another --out")
+            done = {(r["run"], int(r["step"])) for r in reader if args.human or r["shift_protocol"] == SHIFT_PROTOCOL}
     if args.human:
         judge = Human(args.per_family)
     else:
