@@ -43,9 +43,9 @@ from .bapps import two_afc_score
 from .distortions import DISTORTIONS, LEVELS, distort
 from .metrics import NetMetric, ProxyMetric
 
-SHIFTS = (1, 2, 3)
 SHIFT_CROP = 3
 """Columns every image loses in the shift protocol (ST-LPIPS's ``shift_offset``); shifts go up to it."""
+SHIFTS = tuple(range(1, SHIFT_CROP + 1))
 SHIFT_PROTOCOL = "crop-3-horizontal"
 """Names the shift protocol in results. Rows before 0.3.1 used a diagonal shift with reflected borders
 (``reflect-diagonal``): it invents border content, and flips more."""
@@ -294,8 +294,8 @@ def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000
 
 def format_proxy(result: dict[str, Any]) -> str:
     """A short table of a :func:`score_proxy` result (scores x100)."""
-    lines = [f"{result['model']} on {result['triplets']} proxy triplets judged by {', '.join(result['judges'])}; "
-             f"shift flips: {result['shift_protocol']} protocol",
+    lines = [(f"{result['model']} on {result['triplets']} proxy triplets judged by {', '.join(result['judges'])}; "
+              f"shift flips: {result['shift_protocol']} protocol"),
              "mode       2AFC   flips@1px  @2px   @3px   monotonicity"]
     for mode, s in result["scores"].items():
         f = s["shift_flips"]
