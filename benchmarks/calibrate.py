@@ -89,16 +89,11 @@ def main() -> int:
     held = split_by_reference(t)
     held_materials = {r for r, h in zip(t.ref, held) if h}
     fit_mask = np.array([not ({r, a, b} & held_materials) for r, a, b in zip(t.ref, t.a, t.b)])
-    names = sorted(set(t.ref) | set(t.a) | set(t.b))
-    index = {n: i for i, n in enumerate(names)}
-    pairs = sorted({(index[r], index[o]) for r, a, b in zip(t.ref, t.a, t.b) for o in (a, b)})
-    where = {pair: k for k, pair in enumerate(pairs)}
-    ka = torch.tensor([where[index[r], index[a]] for r, a in zip(t.ref, t.a)])
-    kb = torch.tensor([where[index[r], index[b]] for r, b in zip(t.ref, t.b)])
+    names, pairs, at_a, at_b = t.pairs()
     diffs = {}
     for size in args.sizes:
         terms = channel_terms(model, DATA / "renders", names, pairs, size)
-        diffs[size] = terms[ka] - terms[kb]  # d_a - d_b per channel
+        diffs[size] = terms[at_a] - terms[at_b]  # d_a - d_b per channel
     p_b = torch.tensor(t.p_b)
     mask = torch.from_numpy(fit_mask)
     w = fit(torch.cat([diffs[s][mask] for s in args.sizes]), p_b[mask].repeat(len(args.sizes)))

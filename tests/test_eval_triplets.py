@@ -14,6 +14,7 @@ from perceptual_sim.cli import main
 from perceptual_sim.evaluate import score_triplets
 from perceptual_sim.evaluate.metrics import L2Metric
 from perceptual_sim.evaluate.triplets import (
+    Triplets,
     bootstrap_interval,
     paired_difference,
     read_triplets,
@@ -84,6 +85,14 @@ def test_split_keeps_references_whole_and_is_fixed(tmp_path):
     assert len(held_refs) == 2  # ceil(20% of 10 references)
     assert all((r in held_refs) == h for r, h in zip(t.ref, held))
     assert (split_by_reference(t) == held).all()
+
+
+def test_pairs_index_each_reference_candidate_pair_once():
+    t = Triplets(["r", "r", "s"], ["x", "y", "x"], ["y", "z", "r"], np.array([0.5, 0.5, 0.5]))
+    names, pairs, at_a, at_b = t.pairs()
+    assert names == ["r", "s", "x", "y", "z"]
+    assert pairs == [(0, 2), (0, 3), (0, 4), (1, 0), (1, 2)]  # (r,x) (r,y) (r,z) (s,r) (s,x); (r,y) once
+    assert at_a.tolist() == [0, 1, 4] and at_b.tolist() == [1, 2, 3]
 
 
 def test_two_afc_rule_by_hand():

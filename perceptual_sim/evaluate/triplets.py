@@ -72,6 +72,17 @@ class Triplets:
         idx = np.flatnonzero(mask)
         return Triplets([self.ref[i] for i in idx], [self.a[i] for i in idx], [self.b[i] for i in idx], self.p_b[idx])
 
+    def pairs(self) -> tuple[list[str], list[tuple[int, int]], np.ndarray, np.ndarray]:
+        """``(names, pairs, at_a, at_b)``: every image (sorted), each (reference, candidate) pair once
+        as indices into ``names``, and the position in ``pairs`` of each triplet's (ref, a) and (ref, b)."""
+        names = sorted(set(self.ref) | set(self.a) | set(self.b))
+        index = {n: i for i, n in enumerate(names)}
+        pairs = sorted({(index[r], index[o]) for r, a, b in zip(self.ref, self.a, self.b) for o in (a, b)})
+        where = {pair: k for k, pair in enumerate(pairs)}
+        at_a = np.array([where[index[r], index[a]] for r, a in zip(self.ref, self.a)], dtype=np.int64)
+        at_b = np.array([where[index[r], index[b]] for r, b in zip(self.ref, self.b)], dtype=np.int64)
+        return names, pairs, at_a, at_b
+
 
 def read_triplets(path: str | Path) -> Triplets:
     """Read a CSV of human triplet judgments (either form; see the module docstring)."""
@@ -177,14 +188,11 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
     batches, and in a :func:`distributed.session` each process scores a share of them.
     """
     check_batch_size(batch_size)
-    names = sorted(set(triplets.ref) | set(triplets.a) | set(triplets.b))
-    index = {n: i for i, n in enumerate(names)}
+    names, pairs, at_a, at_b = triplets.pairs()
     missing = [n for n in names if not (Path(images) / n).is_file()]
     if missing:
         raise ValueError(f"{len(missing)} image(s) named in the triplets are not in {images}, e.g. {missing[:3]}")
     pixels = torch.stack([load_square(Path(images) / n, size) for n in names])
-    pairs = sorted({(index[r], index[o]) for r, a, b in zip(triplets.ref, triplets.a, triplets.b) for o in (a, b)})
-    where = {pair: k for k, pair in enumerate(pairs)}
     if getattr(metric, "matrix", None) is not None and len(names) <= MATRIX_IMAGES:  # one N x N matrix per mode
         rows, cols = torch.tensor([i for i, _ in pairs]), torch.tensor([j for _, j in pairs])
         gathered = [{m: d[rows, cols].double().numpy() for m, d in metric.matrix(pixels, batch_size).items()}]
@@ -205,9 +213,7 @@ def triplet_distances(metric: ProxyMetric, triplets: Triplets, images: Path, siz
         d = np.concatenate([g[mode] for g in gathered])
         if not np.isfinite(d).all():
             raise ValueError(f"{metric.name} gave non-finite distances in mode {mode!r} at {size} px")
-        d_a = d[[where[(index[r], index[a])] for r, a in zip(triplets.ref, triplets.a)]]
-        d_b = d[[where[(index[r], index[b])] for r, b in zip(triplets.ref, triplets.b)]]
-        out[mode] = (d_a, d_b)
+        out[mode] = (d[at_a], d[at_b])
     return out
 
 
