@@ -2,10 +2,11 @@
 (spatial mode, as ST-LPIPS blurs features), Gaussian sigma 0 / 0.5 / 1 feature positions.
 
     python benchmarks/feature_blur.py resnet6-pa=resnet6-pa w025aa=runs/r6-w025-aa-pm1:3940 \
-        > benchmarks/feature_blur.jsonl
+        >> benchmarks/feature_blur.jsonl
 
 Each ``NAME=MODEL`` is a model string or ``RUN:STEP`` (a training checkpoint). One JSON line per
-model and sigma: the LPIPS-judged proxy 2AFC and its shift flips at 1/2/3 px, the human triplets
+model and sigma: the LPIPS-judged proxy 2AFC and its shift flips at 1/2/3 px (and the shift
+protocol they were measured on: ``reflect-diagonal`` before 0.3.1), the human triplets
 (selection / held-out, 64 and 256 px) and the psych mean (50 per family), all x100.
 """
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from perceptual_sim.distances import unit_normalize
 from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.proxy import judged_proxy_set, score
+from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import Features, PerceptualDistance
 from perceptual_sim.train import export
 
@@ -83,7 +84,7 @@ def main() -> int:
             t = triplets.score_metric(m, MATERIALS / "triplets_train.csv", MATERIALS / "renders", sizes=[64, 256])
             ps = psych.score_metric(m, sizes=[64, 256], per_family=50, cache=cache)
             row = {"model": name, "sigma": sigma, "proxy2afc": round(100 * p["2afc"], 2),
-                   "flips": [round(100 * p["shift_flips"][k], 2) for k in "123"],
+                   "flips": [round(100 * p["shift_flips"][k], 2) for k in "123"], "shift_protocol": SHIFT_PROTOCOL,
                    **{f"{part}{s}": round(100 * t["scores"][str(s)]["spatial"][part]["score"], 2)
                       for s in (64, 256) for part in ("selection", "held_out")},
                    **{f"psych{s}": round(100 * ps["mean"][str(s)]["spatial"], 2) for s in (64, 256)}}

@@ -9,8 +9,9 @@ the psychophysics mean (64 and 256 px). The held-out part is never used to choos
 being held out); it is reported. Hard constraint: in every mode, at most 5% of the proxy set's
 2AFC decisions flip under a 1, 2 or 3 px shift (from ``--proxy``, the rows of ``sweep.py``;
 the flips need no judge; only rows scored under the current shift protocol count). The LPIPS-judged proxy 2AFC is carried into the card as a
-regression check only. Ties go to the earlier checkpoint. ``--pick NAME=RUN1,RUN2`` chooses
-across several runs.
+regression check only. Ties go to the earlier checkpoint, then to less feature blur. ``--pick
+NAME=RUN1,RUN2`` chooses across several runs; a checkpoint scored with several ``feature_blur``
+settings (``sweep.py --feature-blur``) is a candidate per setting, exported with it.
 """
 
 from __future__ import annotations
@@ -41,28 +42,37 @@ def human_score(row: dict[str, str]) -> float:
     return (human + psych) / 2
 
 
-def choose(human: list[dict[str, str]], proxy: dict[tuple[str, int], dict[str, dict[str, str]]],
+Key = tuple[str, int, float]
+"""A candidate: (run, step, feature_blur)."""
+
+
+def key(row: dict[str, str]) -> Key:
+    return row["run"], int(row["step"]), float(row["feature_blur"])
+
+
+def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str]]],
            max_flips: float = MAX_FLIPS) -> tuple[dict[str, str], dict[str, dict[str, str]], list[str]]:
-    """(best row, its proxy rows by mode, why other checkpoints were refused)."""
+    """(best row, its proxy rows by mode, why other candidates were refused)."""
     refused = []
-    by_ckpt: dict[tuple[str, int], list[dict[str, str]]] = defaultdict(list)
+    by_ckpt: dict[Key, list[dict[str, str]]] = defaultdict(list)
     for r in human:
-        by_ckpt[r["run"], int(r["step"])].append(r)
+        by_ckpt[key(r)].append(r)
     allowed = []
-    for key in sorted(by_ckpt, key=lambda k: (k[0], k[1])):
-        flips = proxy.get(key)
+    for k in sorted(by_ckpt):
+        name = f"{k[0]} step {k[1]}" + (f" feature_blur {k[2]:g}" if k[2] else "")
+        flips = proxy.get(k)
         if flips is None:
-            refused.append(f"{key[0]} step {key[1]}: no shift-flip rows (run sweep.py on it)")
+            refused.append(f"{name}: no shift-flip rows (run sweep.py on it)")
             continue
-        worst = max(float(m[f"flips_{k}"]) for m in flips.values() for k in (1, 2, 3))
+        worst = max(float(m[f"flips_{s}"]) for m in flips.values() for s in (1, 2, 3))
         if worst > max_flips:
-            refused.append(f"{key[0]} step {key[1]}: {100 * worst:.1f}% flips under shifts")
+            refused.append(f"{name}: {100 * worst:.1f}% flips under shifts")
             continue
-        allowed.extend(by_ckpt[key])
+        allowed.extend(by_ckpt[k])
     if not allowed:
         raise SystemExit("error: no checkpoint meets the shift constraint:\n  " + "\n  ".join(refused))
-    best = max(sorted(allowed, key=lambda r: int(r["step"])), key=human_score)
-    return best, proxy[best["run"], int(best["step"])], refused
+    best = max(sorted(allowed, key=lambda r: key(r)[1:]), key=human_score)
+    return best, proxy[key(best)], refused
 
 
 def main() -> int:
@@ -76,11 +86,11 @@ def main() -> int:
     args = ap.parse_args()
     with open(args.human) as f:
         human = list(csv.DictReader(f))
-    proxy: dict[tuple[str, int], dict[str, dict[str, str]]] = defaultdict(dict)
+    proxy: dict[Key, dict[str, dict[str, str]]] = defaultdict(dict)
     with open(args.proxy) as f:
         for r in csv.DictReader(f):
             if r["shift_protocol"] == SHIFT_PROTOCOL:
-                proxy[r["run"], int(r["step"])][r["mode"]] = r
+                proxy[key(r)][r["mode"]] = r
     for pick in args.pick:
         name, _, runs = pick.partition("=")
         paths = {Path(run).name: Path(run) for run in runs.split(",")}
@@ -88,12 +98,13 @@ def main() -> int:
         if not mine:
             raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.human}")
         best, flips, refused = choose(mine, proxy, args.max_flips)
-        run_path, step, mode = paths[best["run"]], int(best["step"]), best["mode"]
+        run_path, step, blur, mode = paths[best["run"]], int(best["step"]), float(best["feature_blur"]), best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
+        aug += f"; feature blur sigma {blur:g} (spatial mode)" if blur else ""
         fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(best["epoch"]),
                "top1": 100 * float(best["val_top1"]), "aug": aug}
-        rows = {r["mode"]: r for r in mine if r["run"] == best["run"] and int(r["step"]) == step}
+        rows = {r["mode"]: r for r in mine if key(r) == key(best)}
         scores = {
             "human_triplets": {m: {k: float(v) for k, v in r.items() if k.startswith("human_")} for m, r in rows.items()},
             "psych": {m: {k: float(v) for k, v in r.items() if k.startswith("psych_")} for m, r in rows.items()},
@@ -105,12 +116,12 @@ def main() -> int:
                         "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin (a regression check only); flips: "
                         f"shift protocol {SHIFT_PROTOCOL} (ST-LPIPS: crop 3 columns, move p0 and p1 1-3 px)",
         }
-        card = export(run_path, step, name, args.dest, default_mode=mode, summary=SUMMARIES[recipe["arch"]].format(**fmt),
+        card = export(run_path, step, name, args.dest, default_mode=mode, feature_blur=blur, summary=SUMMARIES[recipe["arch"]].format(**fmt),
                       overwrite=True, scores=scores,
                       data="Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64; val 10,100)")
         for line in refused:
             print(f"{name}: refused {line}")
-        print(f"{name}: {run_path.name} step {step} (epoch {float(best['epoch']):.2f}, top-1 "
+        print(f"{name}: {run_path.name} step {step}{f' feature_blur {blur:g}' if blur else ''} (epoch {float(best['epoch']):.2f}, top-1 "
               f"{100 * float(best['val_top1']):.1f}%), mode {mode}, criterion {100 * human_score(best):.2f}, "
               f"sha256 {card.sha256[:12]}")
     return 0

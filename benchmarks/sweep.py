@@ -11,6 +11,8 @@ to OUT/human_sweep.csv, drawn as OUT/human_vs_top1.png. Both are resumable (rows
 skipped; proxy rows only if they were scored under the current shift protocol) and need matplotlib for the plots. ``--epochs`` scores only the checkpoints at those
 epochs. With ``--watch S`` it keeps going beside a training run: every S seconds it scores the
 checkpoints written since (stop it with Ctrl-C; the CSV and plots are current after every checkpoint).
+``--feature-blur S`` scores the checkpoints exported with that card setting (a row per checkpoint
+and blur; the plots show unblurred rows).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, scor
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import checkpoints, export
 
-FIELDS = ["run", "step", "epoch", "val_top1", "mode", "2afc", "flips_1", "flips_2", "flips_3", "monotonicity",
-          "shift_protocol"]
-HUMAN_FIELDS = ["run", "step", "epoch", "val_top1", "mode", "human_selection_64", "human_held_out_64",
+FIELDS = ["run", "step", "epoch", "val_top1", "feature_blur", "mode", "2afc", "flips_1", "flips_2", "flips_3",
+          "monotonicity", "shift_protocol"]
+HUMAN_FIELDS = ["run", "step", "epoch", "val_top1", "feature_blur", "mode", "human_selection_64", "human_held_out_64",
                 "human_selection_256", "human_held_out_256", "psych_64", "psych_256"]
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
 
@@ -64,6 +66,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/sweep"))
     ap.add_argument("--triplets", type=int, default=2000)
     ap.add_argument("--mono-images", type=int, default=100)
+    ap.add_argument("--feature-blur", type=float, default=0.0, metavar="SIGMA",
+                    help="export the checkpoints with this feature_blur (default 0)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--watch", type=float, default=0, metavar="S",
                     help="after scoring, look for new checkpoints every S seconds until interrupted")
@@ -81,8 +85,9 @@ def main() -> int:
             reader = csv.DictReader(f)
             if reader.fieldnames and reader.fieldnames != fields:
                 ap.error(f"{table} has the columns {reader.fieldnames}, this version writes {fields}; "
-                         "move it aside (rows from before 0.3.1 lack shift_protocol) or pass another --out")
-            done = {(r["run"], int(r["step"])) for r in reader if args.human or r["shift_protocol"] == SHIFT_PROTOCOL}
+                         "move it aside (it was written by an older version) or pass another --out")
+            done = {(r["run"], int(r["step"])) for r in reader if float(r["feature_blur"]) == args.feature_blur
+                    and (args.human or r["shift_protocol"] == SHIFT_PROTOCOL)}
     if args.human:
         judge = Human(args.per_family)
     else:
@@ -112,12 +117,13 @@ def main() -> int:
             for run, rec in todo:
                 t0 = time.time()
                 with tempfile.TemporaryDirectory() as tmp:
-                    export(run, rec["step"], "candidate", Path(tmp))
+                    export(run, rec["step"], "candidate", Path(tmp), feature_blur=args.feature_blur)
                     model = PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json"))
                 scores = judge(model)
                 for mode, values in scores.items():
                     writer.writerow({"run": run.name, "step": rec["step"], "epoch": f"{rec['epoch']:.4f}",
-                                     "val_top1": f"{rec['val_top1']:.4f}", "mode": mode, **values})
+                                     "val_top1": f"{rec['val_top1']:.4f}", "feature_blur": f"{args.feature_blur:g}",
+                                     "mode": mode, **values})
                 f.flush()
                 done.add((run.name, rec["step"]))
                 key = "human_selection_64" if args.human else "2afc"
@@ -140,7 +146,8 @@ def plot(table: Path, out: Path) -> None:
         print("matplotlib not installed: no plots", file=sys.stderr)
         return
     with open(table) as f:  # a checkpoint re-scored under a newer shift protocol: its last row counts
-        rows = list({(r["run"], r["step"], r["mode"]): r for r in csv.DictReader(f)}.values())
+        rows = list({(r["run"], r["step"], r["mode"]): r for r in csv.DictReader(f) if float(r["feature_blur"]) == 0}
+                    .values())
     runs = sorted({r["run"] for r in rows})
     modes = ["spatial", "style", "meanpool"]
     if table.name == "human_sweep.csv":

@@ -32,6 +32,8 @@ CARD_FILE = "card.json"
 TENSOR_FILE = "model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_FEATURE_BLUR = 4.0
+"""The widest feature blur (Gaussian sigma, feature positions) a card may ask for."""
 MAX_CARD_BYTES = 1 << 20
 """A model card larger than this is refused unread."""
 MAX_JSON_DEPTH = 32
@@ -52,7 +54,8 @@ class ModelCard:
 
     ``input_mean``/``input_std`` normalise images given in [0, 1]. ``layer_weights`` says
     the tensor file holds non-negative per-channel weights ``layer_weights.<l>`` (LPIPS
-    "lin") used by the spatial distance.
+    "lin") used by the spatial distance. ``feature_blur`` (sigma in feature positions, 0 = none)
+    blurs the normalised maps the spatial distance compares (:func:`~perceptual_sim.distances.blur_normalized`).
 
     Every field is checked on construction (types, lengths, finite numbers, bounds; ``arch_args``
     against :mod:`perceptual_sim.archs`): a bad one raises :class:`WeightsError` naming it.
@@ -65,6 +68,7 @@ class ModelCard:
     input_std: tuple[float, float, float] = IMAGENET_STD
     default_mode: str = "spatial"
     layer_weights: bool = False
+    feature_blur: float = 0.0
     min_size: int = 16
     sha256: str = ""
     summary: str = ""
@@ -103,6 +107,10 @@ class ModelCard:
             raise WeightsError(f"field 'default_mode' must be one of {list(MODES)}, got {short_repr(self.default_mode)}")
         if not isinstance(self.layer_weights, bool):
             raise WeightsError(f"field 'layer_weights' must be true or false, got {short_repr(self.layer_weights)}")
+        if not (_is_number(self.feature_blur) and 0 <= self.feature_blur <= MAX_FEATURE_BLUR):
+            raise WeightsError(f"field 'feature_blur' must be a number in [0, {MAX_FEATURE_BLUR}] (Gaussian sigma in "
+                               f"feature positions, 0 for none), got {short_repr(self.feature_blur)}")
+        object.__setattr__(self, "feature_blur", float(self.feature_blur))
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or not 1 <= self.min_size <= 4096:
             raise WeightsError(f"field 'min_size' must be an integer in [1, 4096], got {short_repr(self.min_size)}")
 

@@ -8,6 +8,10 @@ For layer l with raw map y (N x C x h x w) and its unit-normalised version
   the ``1/(h w)`` makes it independent of image size)
 * meanpool: ``||norm(mean_hw y0) - norm(mean_hw y1)||² / C``
 
+A model whose card sets ``feature_blur`` (sigma, in feature positions) compares, in spatial mode,
+``blur(ŷ)`` instead of ``y`` (:func:`blur_normalized`, as ST-LPIPS blurs features): small shifts of
+the image then move the maps less.
+
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
 embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
 (:func:`squared_cdist`). Everything here returns float32 whatever the input dtype. The names of
@@ -19,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .archs import MODES
@@ -35,6 +40,25 @@ def unit_normalize(f: Tensor, dim: int = 1, eps: float = EPS) -> Tensor:
     """Divide by the L2 norm over ``dim``; ``eps`` sits inside the square root."""
     f = f.float()
     return f * torch.rsqrt(f.pow(2).sum(dim, keepdim=True) + eps)
+
+
+def blur_radius(sigma: float) -> int:
+    """Half-width, in feature positions, of the Gaussian kernel of :func:`blur_normalized`."""
+    return max(1, round(2 * sigma))
+
+
+def blur_normalized(f: Tensor, sigma: float) -> Tensor:
+    """``ŷ`` blurred by a Gaussian of ``sigma`` positions (separable, :func:`blur_radius` taps each
+    side, border replicated), float32. The spatial distance normalises the result again."""
+    r = blur_radius(sigma)
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=f.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    y = unit_normalize(f)
+    c = y.shape[1]
+    y = F.pad(y, (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def gram_sum(f: Tensor) -> Tensor:

@@ -20,6 +20,8 @@ from .backbones import Tiling, build_backbone
 from .card import ModelCard, WeightsError, load_tensors
 from .distances import (
     MODES,
+    blur_normalized,
+    blur_radius,
     embedding,
     gram_sum,
     layer_terms,
@@ -118,6 +120,10 @@ class PerceptualDistance(nn.Module):
         self.weights_path: Path | None = None
         """The tensor file the weights came from (:meth:`from_pretrained`, :meth:`from_card`), else None."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
+        tiling: Tiling | None = getattr(self.backbone, "tiling", None)
+        if tiling is not None and card.feature_blur:  # the blur reaches blur_radius positions further
+            tiling = Tiling(tiling.strides, tiling.halo + blur_radius(card.feature_blur) * tiling.align)
+        self._tiling = tiling  # how pairs too large for one pass are split (None: never, as for ViTs)
         if compile is None:
             compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
         if compile:
@@ -211,6 +217,14 @@ class PerceptualDistance(nn.Module):
     def _weights(self) -> list[Tensor] | None:
         """The per-layer channel weights (LPIPS "lin"), or None."""
         return list(self.layer_weights) if self.layer_weights is not None else None
+
+    def _mode_maps(self, mode: str, maps: Sequence[Tensor]) -> Sequence[Tensor]:
+        """The maps ``mode`` compares: blurred normalised maps in spatial mode when the card sets
+        ``feature_blur``, else ``maps`` as they are."""
+        if mode != "spatial" or not self.card.feature_blur:
+            return maps
+        with torch.autocast(maps[0].device.type, enabled=False):
+            return [blur_normalized(m, self.card.feature_blur) for m in maps]
 
     def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""
@@ -378,16 +392,15 @@ class PerceptualDistance(nn.Module):
             shape = (0, 1, h, w) if spatial else (0, len(self.backbone.channels)) if per_layer else (0,)
             out = xc.new_zeros(shape, dtype=torch.float32)
             return out.sum() if reduction == "sum" else out
-        tiling: Tiling | None = getattr(self.backbone, "tiling", None)
-        if tiling is not None and 2 * h * w > self._budget(xc.device):
-            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, self._weights(), tiling)
+        if self._tiling is not None and 2 * h * w > self._budget(xc.device):
+            terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, self._weights(), self._tiling)
         else:
             # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
             pairs = torch.stack([self._normalise(xc, lo, hi), self._normalise(yc, lo_y, hi_y)], 1).flatten(0, 1)
             feats = self._backbone(pairs, group=2)
-            fa, fb = [f[0::2] for f in feats], [f[1::2] for f in feats]
-            terms = self.compare(fa, fb, mode=mode, per_layer=True)
+            fa, fb = (self._mode_maps(mode, [f[k::2] for f in feats]) for k in (0, 1))
             with torch.autocast(xc.device.type, enabled=False):
+                terms = layer_terms(mode, fa, fb, self._weights())
                 maps = spatial_maps(fa, fb, self._weights()) if spatial else None
         with torch.autocast(xc.device.type, enabled=False):
             out = terms if per_layer else _spatial_map(maps, terms, (h, w)) if spatial else terms.sum(1)
@@ -434,7 +447,7 @@ class PerceptualDistance(nn.Module):
                     pair = torch.cat([self._normalise(x[i : i + 1, :, t0:t1, u0:u1], *range_x),
                                       self._normalise(y[i : i + 1, :, t0:t1, u0:u1], *range_y)])
                     kept = []
-                    for f, s in zip(self._backbone(pair, group=2), tiling.strides):
+                    for f, s in zip(self._mode_maps(mode, self._backbone(pair, group=2)), tiling.strides):
                         r1 = y1 // s - t0 // s if y1 < h else f.shape[2]
                         c1 = x1 // s - u0 // s if x1 < w else f.shape[3]
                         kept.append(f[:, :, y0 // s - t0 // s : r1, x0 // s - u0 // s : c1])
@@ -470,7 +483,7 @@ class PerceptualDistance(nn.Module):
         ``maps``): float32 [N], or the N x L per-layer terms with ``per_layer``. This is where a mode
         and the layer weights meet the features; :meth:`forward` uses it too."""
         mode = self._mode(mode)
-        ma, mb = (f.maps if isinstance(f, Features) else f for f in (fa, fb))
+        ma, mb = (self._mode_maps(mode, f.maps if isinstance(f, Features) else f) for f in (fa, fb))
         with torch.autocast(ma[0].device.type, enabled=False):
             terms = layer_terms(mode, ma, mb, self._weights())
         return terms if per_layer else terms.sum(1)
@@ -485,7 +498,7 @@ class PerceptualDistance(nn.Module):
             )
         weights = self._weights()
         with torch.autocast(fa.maps[0].device.type, enabled=False):
-            ea, eb = embedding(mode, fa.maps, weights), embedding(mode, fb.maps, weights)
+            ea, eb = (embedding(mode, self._mode_maps(mode, f.maps), weights) for f in (fa, fb))
             out = squared_cdist(ea[0], eb[0])
             for a, b in zip(ea[1:], eb[1:]):
                 out = out + squared_cdist(a, b)

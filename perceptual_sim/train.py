@@ -303,12 +303,13 @@ def checkpoints(run: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(Path(run).glob("step-*.json"))]
 
 
-def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial",
+def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial", feature_blur: float = 0.0,
            summary: str = "", scores: dict[str, Any] | None = None, data: str | None = None,
            overwrite: bool = False) -> ModelCard:
     """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped).
 
-    ``data`` describes the training data in the card (default: the recipe's data path).
+    ``feature_blur`` goes into the card (:class:`~perceptual_sim.card.ModelCard`); ``data``
+    describes the training data in the card (default: the recipe's data path).
     """
     run = Path(run)
     record_file = run / f"step-{step:07d}.json"
@@ -322,7 +323,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "
                 if k.startswith("model.") and not k.startswith(("model.net.fc.", "model.net.head."))}
     card = ModelCard(
         name=name, arch=recipe["arch"], arch_args=recipe["arch_args"], default_mode=default_mode,
-        summary=summary, scores=scores or {},
+        feature_blur=feature_blur, summary=summary, scores=scores or {},
         training={"data": data or recipe["data"], "recipe": recipe, "step": record["step"], "epoch": record["epoch"],
                   "val_top1": record["val_top1"], "package_version": __version__},
         license="Apache-2.0 (code). Weights trained on Tiny-ImageNet, a subset of ImageNet: "

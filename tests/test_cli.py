@@ -210,9 +210,15 @@ def test_train_run_list_export(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["train", "export", str(run), "--step", "7", "--name", "other", "--dest", str(models)]) == 1
     assert "has steps [1, 2]" in capsys.readouterr().err
-    assert main(["train", "export", str(run), "--step", "1", "--name", "early", "--dest", str(models)]) == 0
+    assert main(["train", "export", str(run), "--step", "1", "--name", "blurred", "--dest", str(models),
+                 "--feature-blur", "-1"]) == 1
+    assert "field 'feature_blur' must be a number in [0, 4.0]" in capsys.readouterr().err
+    assert not (models / "blurred.json").exists()
+    assert main(["train", "export", str(run), "--step", "1", "--name", "early", "--dest", str(models),
+                 "--feature-blur", "0.5"]) == 0
     with pytest.raises(ModelNotFoundError, match=f"folder {models} holds 2 models \\(early, mine\\); pass the card"):
         PerceptualDistance.from_pretrained(str(models))
-    assert PerceptualDistance.from_pretrained(str(models / "early.json")).card.training["step"] == 1
+    early = PerceptualDistance.from_pretrained(str(models / "early.json")).card
+    assert early.training["step"] == 1 and early.feature_blur == 0.5
     assert main(["train", "list", str(tmp_path)]) == 2
     assert main(["train", "run", "--data", str(tmp_path), "--out", str(run), "--arch-args", "[1]"]) == 2

@@ -5,7 +5,14 @@ from math import sqrt
 import pytest
 import torch
 
-from perceptual_sim.distances import embedding, layer_terms, spatial_maps, squared_cdist, unit_normalize
+from perceptual_sim.distances import (
+    blur_normalized,
+    embedding,
+    layer_terms,
+    spatial_maps,
+    squared_cdist,
+    unit_normalize,
+)
 
 # One layer, N=1, C=2, h=1, w=2: location 1 holds a=(3,4), b=(4,3); location 2 a=(1,0), b=(0,2).
 A = torch.tensor([[3.0, 1.0], [4.0, 0.0]]).view(1, 2, 1, 2)
@@ -22,6 +29,17 @@ def test_spatial_with_layer_weights_by_hand():
     # location 1: 2*.04 + .5*.04 = .1; location 2: 2*1 + .5*1 = 2.5; mean 1.3
     assert layer_terms("spatial", [A], [B], w).item() == pytest.approx(1.3, abs=1e-6)
     assert spatial_maps([A], [B], w)[0].flatten().tolist() == pytest.approx([0.1, 2.5], abs=1e-6)
+
+
+def test_feature_blur_by_hand():
+    # sigma 0.5: taps (e, 1, e) / (1 + 2e), e = exp(-2); rows of one position are replicated (no change),
+    # along the width the border is replicated: out_0 = (1 - e') ŷ0 + e' ŷ1, out_1 = e' ŷ0 + (1 - e') ŷ1
+    e = torch.exp(torch.tensor(-2.0)) / (1 + 2 * torch.exp(torch.tensor(-2.0)))
+    y = unit_normalize(A)
+    expected = torch.stack([(1 - e) * y[..., 0] + e * y[..., 1], e * y[..., 0] + (1 - e) * y[..., 1]], -1)
+    torch.testing.assert_close(blur_normalized(A, 0.5), expected)
+    flat = torch.ones(1, 2, 5, 5)  # a constant map stays its normalised self
+    torch.testing.assert_close(blur_normalized(flat, 1.5), unit_normalize(flat))
 
 
 def test_style_by_hand():

@@ -54,6 +54,23 @@ def test_compare_of_features_is_the_forward_distance(lin_card, images, mode):
         m.compare(fx, fy, mode="cosine")
 
 
+def test_feature_blur_changes_the_spatial_mode_only(model_dir, tiny, images):
+    """A card's feature_blur blurs what the spatial mode compares, in every path; same weights otherwise."""
+    x, y = images
+    blurred = PerceptualDistance.from_pretrained(str(make_model(model_dir, name="blurred", feature_blur=1.0)))
+    for mode in MODES:
+        d, plain = blurred(x, y, mode=mode), tiny(x, y, mode=mode)
+        fx, fy = blurred.embed(x), blurred.embed(y)
+        torch.testing.assert_close(blurred.compare(fx, fy, mode=mode), d, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(blurred.pairwise(fx, fy, mode=mode).diagonal(), d, rtol=1e-4, atol=1e-6)
+        if mode == "spatial":
+            assert (d < 0.9 * plain).all()  # averaging neighbours shrinks the differences of noisy images
+            torch.testing.assert_close(blurred(x, y, spatial=True).mean((1, 2, 3)), d, rtol=1e-5, atol=1e-7)
+        else:
+            torch.testing.assert_close(d, plain, rtol=0, atol=0)
+    assert torch.equal(blurred(x, x), torch.zeros(4))
+
+
 def test_per_layer_and_map_add_up(tiny, images):
     x, y = images
     d = tiny(x, y)

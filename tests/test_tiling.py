@@ -11,14 +11,16 @@ from helpers import make_model
 from perceptual_sim import PerceptualDistance
 
 MODES = ("spatial", "style", "meanpool")
-# (arch, arch_args, interior side of a tile, image H x W): halos are cut on some tiles, sizes are not multiples of 32
+# (arch, arch_args, feature_blur, interior side of a tile, image H x W): halos are cut on some tiles, sizes are
+# not multiples of 32
 CASES = {
-    "resnet6": ("k22_resnet", {"width": 0.25}, 32, (200, 170)),
-    "resnet6-antialias": ("k22_resnet", {"width": 0.25, "antialias": True}, 32, (330, 300)),
-    "resnet-basic": ("k22_resnet", {"width": 0.125, "block": "basic"}, 64, (360, 330)),
+    "resnet6": ("k22_resnet", {"width": 0.25}, 0.0, 32, (200, 170)),
+    "resnet6-antialias": ("k22_resnet", {"width": 0.25, "antialias": True}, 0.0, 32, (330, 300)),
+    "resnet6-feature-blur": ("k22_resnet", {"width": 0.25}, 1.0, 32, (330, 300)),
+    "resnet-basic": ("k22_resnet", {"width": 0.125, "block": "basic"}, 0.0, 64, (360, 330)),
     "resnet-bottleneck": ("k22_resnet", {"width": 0.125, "layers": [1, 2, 1, 1], "block": "bottleneck",
-                                         "antialias": True}, 32, (330, 300)),
-    "alexnet": ("alexnet", {}, 192, (400, 380)),
+                                         "antialias": True}, 0.0, 32, (330, 300)),
+    "alexnet": ("alexnet", {}, 0.0, 192, (400, 380)),
 }
 
 
@@ -45,11 +47,12 @@ def _passes(model: PerceptualDistance) -> list[int]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_tiled_equals_untiled(folder, case):
-    arch, args, side, (h, w) = CASES[case]
-    card = str(make_model(folder, name=case, arch=arch, arch_args=args, layer_weights=True))
+    arch, args, blur, side, (h, w) = CASES[case]
+    card = str(make_model(folder, name=case, arch=arch, arch_args=args, layer_weights=True, feature_blur=blur))
     whole = PerceptualDistance.from_pretrained(card, batch_pixels=1 << 30)
     probe = PerceptualDistance.from_pretrained(card)
-    halo = probe.backbone.tiling.halo
+    halo = probe._tiling.halo  # the backbone's, plus the feature blur's reach
+    assert halo > probe.backbone.tiling.halo if blur else halo == probe.backbone.tiling.halo
     tiled = PerceptualDistance.from_pretrained(card, batch_pixels=2 * (side + 2 * halo) ** 2)
     assert h * w > (side + 2 * halo) ** 2 and side + halo < min(h, w), "no tiling, or no halo cut: a vacuous test"
     passes = _passes(tiled)

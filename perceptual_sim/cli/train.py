@@ -58,6 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--name", required=True, help="model name")
     e.add_argument("--dest", type=Path, required=True, help="folder to write NAME.json and NAME.safetensors in")
     e.add_argument("--mode", choices=MODES, default="spatial", help="the model's default distance (default spatial)")
+    e.add_argument("--feature-blur", type=float, default=0.0, metavar="SIGMA",
+                   help="blur the normalised maps the spatial distance compares by a Gaussian of SIGMA feature "
+                        "positions (fewer decisions flip under small shifts; default 0, none)")
     e.add_argument("--summary", default="", help="one sentence for `perceptual-sim list`")
     e.add_argument("--force", action="store_true", help="overwrite an existing model of that name")
     e.set_defaults(func=export_checkpoint)
@@ -99,8 +102,8 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     _check_run(args.run)
     from ..train import export
 
-    card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, summary=args.summary,
-                  overwrite=args.force)
+    card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, feature_blur=args.feature_blur,
+                  summary=args.summary, overwrite=args.force)
     path = args.dest if args.dest.suffix == ".json" else args.dest / f"{args.name}.json"
     print(f"wrote {path} and {path.with_suffix('.safetensors').name} (sha256 {card.sha256}); "
           f"use it with --model {path}")
