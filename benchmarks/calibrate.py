@@ -85,6 +85,9 @@ def main() -> int:
     model = PerceptualDistance.from_pretrained(args.model)
     if model.layer_weights is not None:
         raise SystemExit(f"error: {args.model} already has layer weights; calibrate an uncalibrated model")
+    if model.card.feature_blur:
+        raise SystemExit(f"error: {args.model} has a feature blur, which the fit does not model; export its "
+                         "checkpoint without one (perceptual-sim train export) and calibrate that")
     t = read_triplets(DATA / "triplets_train.csv")
     held = split_by_reference(t)
     held_materials = {r for r, h in zip(t.ref, held) if h}
