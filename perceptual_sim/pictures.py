@@ -167,7 +167,7 @@ def write_report(
     rows: Sequence[tuple[str, float | None, str | None]],
     largest: Sequence[Shown],
     smallest: Sequence[Shown],
-    info: dict[str, str],
+    info: dict[str, str | float],
     title: str,
     overwrite: bool = False,
 ) -> None:
@@ -176,7 +176,7 @@ def write_report(
     Args:
         rows: every pair as (its name, e.g. the relative path; distance or None; error or None).
         largest, smallest: the pairs shown with their pictures (heat maps on one common scale).
-        info: the model, mode, sha256 and version.
+        info: the model, mode, sha256, feature blur and version.
         title: the page title, e.g. ``DIR_A vs DIR_B``.
     """
     shown = [*largest, *smallest]
@@ -247,7 +247,7 @@ def _image(pixels: Tensor) -> Image.Image:
     return Image.fromarray((pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
 
 
-def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, str]) -> str:
+def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, str | float]) -> str:
     if not pairs:
         return "<p>None.</p>"
     items = []

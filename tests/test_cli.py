@@ -87,7 +87,8 @@ def test_dirs_carries_on_past_bad_files(tiny_card, tmp_path):
 def test_json_fields(tiny_card, pair, capsys):
     assert main([*map(str, pair), "--model", str(tiny_card), "--json", "--mode", "meanpool"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"distance", "model", "mode", "sha256", "version", "a", "b"}
+    assert set(out) == {"distance", "model", "mode", "sha256", "feature_blur", "version", "a", "b"}
+    assert out["feature_blur"] == 0.0
     card = json.loads(tiny_card.read_text())
     assert out["model"] == "tiny" and out["mode"] == "meanpool" and out["sha256"] == card["sha256"]
     assert out["a"] == str(pair[0]) and out["version"]

@@ -72,9 +72,10 @@ def cell(text: object) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-def provenance(model: PerceptualDistance) -> dict[str, str]:
-    """What a result was computed with: model, mode, weights sha256, package version."""
-    return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256, "version": __version__}
+def provenance(model: PerceptualDistance) -> dict[str, str | float]:
+    """What a result was computed with: model, mode, weights sha256, feature blur, package version."""
+    return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256,
+            "feature_blur": model.card.feature_blur, "version": __version__}
 
 
 # ----------------------------------------------------------------------------- argument types

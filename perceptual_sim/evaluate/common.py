@@ -27,10 +27,11 @@ def resolve_model(
 
 
 def model_info(module: PerceptualDistance, mode: str | None) -> dict[str, Any]:
-    """What every results file records: model name, weights sha256, mode and package version."""
+    """What every results file records: model name, weights sha256, feature blur, mode and package version."""
     return {
         "model": module.card.name,
         "sha256": module.card.sha256,
+        "feature_blur": module.card.feature_blur,
         "mode": mode or module.mode,
         "package_version": __version__,
     }

@@ -473,7 +473,8 @@ def score_psych(model: PerceptualDistance | str | None, *, mode: str | None = No
     photos = folder_photos(Path(images)) if images is not None else None
     return score_metric(NetMetric(module, modes=(mode,) if mode else MODES), sizes=sizes,
                         per_family=per_family, seed=seed, families=families, photos=photos, batch_size=batch_size,
-                        info={"model": module.card.name, "sha256": module.card.sha256, "mode": mode or "all",
+                        info={"model": module.card.name, "sha256": module.card.sha256,
+                              "feature_blur": module.card.feature_blur, "mode": mode or "all",
                               "images": str(images) if images is not None else "scikit-image sample photos"})
 
 

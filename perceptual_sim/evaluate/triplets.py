@@ -261,7 +261,8 @@ def score_triplets(
     module = resolve_model(model, mode, device)
     return score_metric(NetMetric(module, modes=(mode,) if mode else MODES),
                         csv_path, images, sizes=sizes, batch_size=batch_size, held_out=held_out,
-                        info={"model": module.card.name, "sha256": module.card.sha256})
+                        info={"model": module.card.name, "sha256": module.card.sha256,
+                              "feature_blur": module.card.feature_blur})
 
 
 def score_metric(metric: ProxyMetric, csv_path: str | Path, images: str | Path, *, sizes: Sequence[int] = (64,),
