@@ -69,6 +69,9 @@ def test_feature_blur_changes_the_spatial_mode_only(model_dir, tiny, images):
         else:
             torch.testing.assert_close(d, plain, rtol=0, atol=0)
     assert torch.equal(blurred(x, x), torch.zeros(4))
+    xg = x.clone().requires_grad_(True)
+    blurred(xg, y, reduction="sum").backward()
+    assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
 
 
 def test_per_layer_and_map_add_up(tiny, images):
