@@ -9,7 +9,9 @@ the psychophysics mean (64 and 256 px). The held-out part is never used to choos
 being held out); it is reported. Hard constraint: in every mode, at most 5% of the proxy set's
 2AFC decisions flip under a 1, 2 or 3 px shift (from ``--proxy``, the rows of ``sweep.py``;
 the flips need no judge; only rows scored under the current shift protocol count). The LPIPS-judged proxy 2AFC is carried into the card as a
-regression check only. Ties go to the earlier checkpoint, then to less feature blur. ``--pick
+regression check only. Candidates within ``TIE`` (0.1 points) of the best count as tied, below
+what the criterion resolves (one psych triplet moves it 0.03): the one with the fewest FLOPs per
+256 px pair wins, then the earlier checkpoint, then less feature blur. ``--pick
 NAME=RUN1,RUN2`` chooses across several runs; a checkpoint scored with several ``feature_blur``
 settings (``sweep.py --feature-blur``) is a candidate per setting, exported with it.
 """
@@ -19,13 +21,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import tempfile
 from collections import defaultdict
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
+from models_table import gflops  # benchmarks/models_table.py, beside this script
+
 from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL
+from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import export
 
 MAX_FLIPS = 0.05
+TIE = 0.001
+"""Criterion difference (a fraction; 0.1 points x100) below which candidates count as tied."""
 SUMMARIES = {
     "k22_resnet": "K22 ResNet-6 (width {width}) trained on Tiny-ImageNet at 64 px{aug}, stopped at epoch {epoch:.2f} "
                   "({top1:.1f}% val top-1), chosen by agreement with human judgments and psychophysics",
@@ -50,9 +60,9 @@ def key(row: dict[str, str]) -> Key:
     return row["run"], int(row["step"]), float(row["feature_blur"])
 
 
-def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str]]],
+def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str]]], cost: Callable[[Key], float],
            max_flips: float = MAX_FLIPS) -> tuple[dict[str, str], dict[str, dict[str, str]], list[str]]:
-    """(best row, its proxy rows by mode, why other candidates were refused)."""
+    """(best row, its proxy rows by mode, why other candidates were refused); ``cost`` breaks ties."""
     refused = []
     by_ckpt: dict[Key, list[dict[str, str]]] = defaultdict(list)
     for r in human:
@@ -71,8 +81,21 @@ def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str
         allowed.extend(by_ckpt[k])
     if not allowed:
         raise SystemExit("error: no checkpoint meets the shift constraint:\n  " + "\n  ".join(refused))
-    best = max(sorted(allowed, key=lambda r: key(r)[1:]), key=human_score)
+    top = max(map(human_score, allowed))
+    tied = [r for r in allowed if human_score(r) >= top - TIE]
+    best = min(tied, key=lambda r: (cost(key(r)), *key(r)[1:], -human_score(r)))
+    for r in tied:
+        if key(r) != key(best) and human_score(r) > human_score(best):
+            refused.append(f"{r['run']} step {r['step']} feature_blur {float(r['feature_blur']):g} {r['mode']}: "
+                           f"criterion {100 * human_score(r):.2f}, tied with the chosen one and costlier")
     return best, proxy[key(best)], refused
+
+
+def gflops_256(run: Path, step: int, blur: float) -> float:
+    """GFLOPs of one 256 px pair for checkpoint ``step`` of ``run`` exported with ``blur``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        export(run, step, "candidate", Path(tmp), feature_blur=blur)
+        return gflops(PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json")), 256)
 
 
 def main() -> int:
@@ -97,7 +120,7 @@ def main() -> int:
         mine = [r for r in human if r["run"] in paths]
         if not mine:
             raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.human}")
-        best, flips, refused = choose(mine, proxy, args.max_flips)
+        best, flips, refused = choose(mine, proxy, cache(lambda k, paths=paths: gflops_256(paths[k[0]], *k[1:])), args.max_flips)
         run_path, step, blur, mode = paths[best["run"]], int(best["step"]), float(best["feature_blur"]), best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
