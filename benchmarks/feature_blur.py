@@ -1,24 +1,26 @@
 """A lever tried against the shift flips: blur each unit-normalised map before differencing
-(spatial mode, as ST-LPIPS blurs features), Gaussian sigma 0 / 0.5 / 1 feature positions.
+(spatial mode, as ST-LPIPS blurs features; the card field ``feature_blur`` does it for every stage),
+Gaussian sigma in feature positions, by default 0 / 0.5 / 1.
 
     python benchmarks/feature_blur.py resnet6-pa=resnet6-pa w025aa=runs/r6-w025-aa-pm1:3940 \
         >> benchmarks/feature_blur.jsonl
+    python benchmarks/feature_blur.py w025=runs/r6-w025-pm2-e20:7880 --sigmas 0,0.75,0.75,0.75
 
-Each ``NAME=MODEL`` is a model string or ``RUN:STEP`` (a training checkpoint). One JSON line per
+Each ``NAME=MODEL`` is a model string or ``RUN:STEP`` (a training checkpoint). A sigma is one
+number (every stage) or one per stage, comma-separated (0 leaves a stage alone). One JSON line per
 model and sigma: the LPIPS-judged proxy 2AFC and its shift flips at 1/2/3 px (and the shift
 protocol they were measured on: ``reflect-diagonal`` before 0.3.1), the human triplets
 (selection / held-out, 64 and 256 px) and the psych mean (50 per family), all x100.
 """
 
+import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from perceptual_sim.distances import unit_normalize
+from perceptual_sim.distances import blur_normalized
 from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import NetMetric
 from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
@@ -26,48 +28,33 @@ from perceptual_sim.metric import Features, PerceptualDistance
 from perceptual_sim.train import export
 
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
-SIGMAS = (0, 0.5, 1.0)
-
-
-def gauss(sigma: float) -> tuple[torch.Tensor, int]:
-    r = max(1, round(2 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    return k / k.sum(), r
+SIGMAS = ("0", "0.5", "1")
 
 
 class Blurred(NetMetric):
-    """Spatial mode on Gaussian-blurred unit-normalised maps (normalised again by the distance)."""
+    """Spatial mode on blurred unit-normalised maps (:func:`blur_normalized`), one sigma per stage."""
 
-    def __init__(self, model: PerceptualDistance, sigma: float) -> None:
+    def __init__(self, model: PerceptualDistance, sigmas: list[float]) -> None:
         super().__init__(model, modes=("spatial",))
-        self.sigma = sigma
-
-    def _blur(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.sigma == 0:
-            return maps
-        k, r = gauss(self.sigma)
-        out = []
-        for f in maps:
-            y = unit_normalize(f)
-            c = y.shape[1]
-            y = F.pad(y, (r, r, r, r), mode="replicate")
-            y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-            out.append(F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c))
-        return out
+        self.sigmas = sigmas
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self._blur(super().features(x))
+        return [blur_normalized(f, s) if s else f for f, s in zip(super().features(x), self.sigmas)]
 
     def matrix(self, x: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
         parts = [self.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         feats = Features([torch.cat(m) for m in zip(*parts)], (x.shape[2], x.shape[3]))
         return {"spatial": self.model.pairwise(feats, feats, mode="spatial")}
 
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", metavar="NAME=MODEL")
+    ap.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="sigmas to try (default 0 0.5 1)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     models = {}
-    for spec in sys.argv[1:]:
+    for spec in args.models:
         name, _, src = spec.partition("=")
         if ":" in src:
             run, step = src.split(":")
@@ -78,8 +65,13 @@ def main() -> int:
     data = judged_proxy_set(Path("/tmp/tin/val"))
     cache: dict = {}
     for name, model in models.items():
-        for sigma in SIGMAS:
-            m = Blurred(model, sigma)
+        stages = len(model.backbone.channels)
+        for text in args.sigmas:
+            sigma = [float(v) for v in text.split(",")]
+            if len(sigma) not in (1, stages):
+                ap.error(f"--sigmas {text}: one number or {stages} (one per stage of {name})")
+            m = Blurred(model, sigma * stages if len(sigma) == 1 else sigma)
+            sigma = sigma[0] if len(sigma) == 1 else sigma
             p = score(m, data, progress=False)["spatial"]
             t = triplets.score_metric(m, MATERIALS / "triplets_train.csv", MATERIALS / "renders", sizes=[64, 256])
             ps = psych.score_metric(m, sizes=[64, 256], per_family=50, cache=cache)
