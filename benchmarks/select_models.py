@@ -11,7 +11,7 @@ being held out); it is reported. Hard constraint: in every mode, at most 5% of t
 the flips need no judge; only rows scored under the current shift protocol count). The LPIPS-judged proxy 2AFC is carried into the card as a
 regression check only. Candidates within ``TIE`` (0.1 points) of the best count as tied, below
 what the criterion resolves (one psych triplet moves it 0.03): the one with the fewest FLOPs per
-256 px pair wins, then the earlier checkpoint, then less feature blur. ``--pick
+256 px pair wins, then the earlier checkpoint, then by feature blur. ``--pick
 NAME=RUN1,RUN2`` chooses across several runs; a checkpoint scored with several ``feature_blur``
 settings (``sweep.py --feature-blur``) is a candidate per setting, exported with it.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from models_table import gflops  # benchmarks/models_table.py, beside this script
 
+from perceptual_sim.cli.options import feature_blur, format_feature_blur
 from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.train import export
@@ -52,12 +53,12 @@ def human_score(row: dict[str, str]) -> float:
     return (human + psych) / 2
 
 
-Key = tuple[str, int, float]
-"""A candidate: (run, step, feature_blur)."""
+Key = tuple[str, int, str]
+"""A candidate: (run, step, feature_blur as sweep.py writes it)."""
 
 
 def key(row: dict[str, str]) -> Key:
-    return row["run"], int(row["step"]), float(row["feature_blur"])
+    return row["run"], int(row["step"]), format_feature_blur(feature_blur(row["feature_blur"]))
 
 
 def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str]]], cost: Callable[[Key], float],
@@ -69,7 +70,7 @@ def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str
         by_ckpt[key(r)].append(r)
     allowed = []
     for k in sorted(by_ckpt):
-        name = f"{k[0]} step {k[1]}" + (f" feature_blur {k[2]:g}" if k[2] else "")
+        name = f"{k[0]} step {k[1]}" + (f" feature_blur {k[2]}" if k[2] != "0" else "")
         flips = proxy.get(k)
         if flips is None:
             refused.append(f"{name}: no shift-flip rows (run sweep.py on it)")
@@ -86,15 +87,15 @@ def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str
     best = min(tied, key=lambda r: (cost(key(r)), *key(r)[1:], -human_score(r)))
     for r in tied:
         if key(r) != key(best) and human_score(r) > human_score(best):
-            refused.append(f"{r['run']} step {r['step']} feature_blur {float(r['feature_blur']):g} {r['mode']}: "
+            refused.append(f"{r['run']} step {r['step']} feature_blur {key(r)[2]} {r['mode']}: "
                            f"criterion {100 * human_score(r):.2f}, tied with the chosen one and costlier")
     return best, proxy[key(best)], refused
 
 
-def gflops_256(run: Path, step: int, blur: float) -> float:
+def gflops_256(run: Path, step: int, blur: str) -> float:
     """GFLOPs of one 256 px pair for checkpoint ``step`` of ``run`` exported with ``blur``."""
     with tempfile.TemporaryDirectory() as tmp:
-        export(run, step, "candidate", Path(tmp), feature_blur=blur)
+        export(run, step, "candidate", Path(tmp), feature_blur=feature_blur(blur))
         return gflops(PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json")), 256)
 
 
@@ -121,10 +122,10 @@ def main() -> int:
         if not mine:
             raise SystemExit(f"error: no rows for runs {sorted(paths)} in {args.human}")
         best, flips, refused = choose(mine, proxy, cache(lambda k, paths=paths: gflops_256(paths[k[0]], *k[1:])), args.max_flips)
-        run_path, step, blur, mode = paths[best["run"]], int(best["step"]), float(best["feature_blur"]), best["mode"]
+        run_path, step, blur, mode = paths[best["run"]], int(best["step"]), key(best)[2], best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
-        aug += f"; feature blur sigma {blur:g} (spatial mode)" if blur else ""
+        aug += f"; feature blur sigma {blur} (spatial mode)" if blur != "0" else ""
         fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(best["epoch"]),
                "top1": 100 * float(best["val_top1"]), "aug": aug}
         rows = {r["mode"]: r for r in mine if key(r) == key(best)}
@@ -139,12 +140,12 @@ def main() -> int:
                         "triplets judged by LPIPS-Alex-lin and LPIPS-VGG-lin (a regression check only); flips: "
                         f"shift protocol {SHIFT_PROTOCOL} (ST-LPIPS: crop 3 columns, move p0 and p1 1-3 px)",
         }
-        card = export(run_path, step, name, args.dest, default_mode=mode, feature_blur=blur, summary=SUMMARIES[recipe["arch"]].format(**fmt),
+        card = export(run_path, step, name, args.dest, default_mode=mode, feature_blur=feature_blur(blur), summary=SUMMARIES[recipe["arch"]].format(**fmt),
                       overwrite=True, scores=scores,
                       data="Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64; val 10,100)")
         for line in refused:
             print(f"{name}: refused {line}")
-        print(f"{name}: {run_path.name} step {step}{f' feature_blur {blur:g}' if blur else ''} (epoch {float(best['epoch']):.2f}, top-1 "
+        print(f"{name}: {run_path.name} step {step}{f' feature_blur {blur}' if blur != '0' else ''} (epoch {float(best['epoch']):.2f}, top-1 "
               f"{100 * float(best['val_top1']):.1f}%), mode {mode}, criterion {100 * human_score(best):.2f}, "
               f"sha256 {card.sha256[:12]}")
     return 0

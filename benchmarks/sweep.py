@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from perceptual_sim.cli.options import feature_blur, format_feature_blur
 from perceptual_sim.evaluate.metrics import NetMetric
 from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
@@ -66,12 +67,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/sweep"))
     ap.add_argument("--triplets", type=int, default=2000)
     ap.add_argument("--mono-images", type=int, default=100)
-    ap.add_argument("--feature-blur", type=float, default=0.0, metavar="SIGMA",
-                    help="export the checkpoints with this feature_blur (default 0)")
+    ap.add_argument("--feature-blur", type=feature_blur, default=0.0, metavar="SIGMA",
+                    help="export the checkpoints with this feature_blur: one sigma, or one per stage (default 0)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--watch", type=float, default=0, metavar="S",
                     help="after scoring, look for new checkpoints every S seconds until interrupted")
     args = ap.parse_args()
+    blur = format_feature_blur(args.feature_blur)
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.human and args.images is None:
@@ -86,7 +88,7 @@ def main() -> int:
             if reader.fieldnames and reader.fieldnames != fields:
                 ap.error(f"{table} has the columns {reader.fieldnames}, this version writes {fields}; "
                          "move it aside (it was written by an older version) or pass another --out")
-            done = {(r["run"], int(r["step"])) for r in reader if float(r["feature_blur"]) == args.feature_blur
+            done = {(r["run"], int(r["step"])) for r in reader if r["feature_blur"] == blur
                     and (args.human or r["shift_protocol"] == SHIFT_PROTOCOL)}
     if args.human:
         judge = Human(args.per_family)
@@ -122,7 +124,7 @@ def main() -> int:
                 scores = judge(model)
                 for mode, values in scores.items():
                     writer.writerow({"run": run.name, "step": rec["step"], "epoch": f"{rec['epoch']:.4f}",
-                                     "val_top1": f"{rec['val_top1']:.4f}", "feature_blur": f"{args.feature_blur:g}",
+                                     "val_top1": f"{rec['val_top1']:.4f}", "feature_blur": blur,
                                      "mode": mode, **values})
                 f.flush()
                 done.add((run.name, rec["step"]))
@@ -146,7 +148,7 @@ def plot(table: Path, out: Path) -> None:
         print("matplotlib not installed: no plots", file=sys.stderr)
         return
     with open(table) as f:  # a checkpoint re-scored under a newer shift protocol: its last row counts
-        rows = list({(r["run"], r["step"], r["mode"]): r for r in csv.DictReader(f) if float(r["feature_blur"]) == 0}
+        rows = list({(r["run"], r["step"], r["mode"]): r for r in csv.DictReader(f) if r["feature_blur"] == "0"}
                     .values())
     runs = sorted({r["run"] for r in rows})
     modes = ["spatial", "style", "meanpool"]

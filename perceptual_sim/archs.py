@@ -131,6 +131,12 @@ def check_arch_args(arch: Any, args: Any) -> dict[str, Any]:
     return full
 
 
+def tap_count(arch: str, args: dict[str, Any]) -> int:
+    """How many maps the backbone taps (a ResNet's stages, an LPIPS trunk's ReLUs, a ViT's blocks),
+    from checked arguments."""
+    return args["depth"] if arch == "vit" else {"k22_resnet": 4, "alexnet": 5, "vgg16": 5}[arch]
+
+
 def estimate(arch: str, args: dict[str, Any]) -> tuple[int, int, int]:
     """(bytes, parameters, activations) a backbone needs, from checked arguments alone.
 

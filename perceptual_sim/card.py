@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .archs import MODES, SCHEMAS, check_arch_args, short_repr
+from .archs import MODES, SCHEMAS, check_arch_args, short_repr, tap_count
 from .files import sha256_file
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, not to list models
@@ -54,8 +54,9 @@ class ModelCard:
 
     ``input_mean``/``input_std`` normalise images given in [0, 1]. ``layer_weights`` says
     the tensor file holds non-negative per-channel weights ``layer_weights.<l>`` (LPIPS
-    "lin") used by the spatial distance. ``feature_blur`` (sigma in feature positions, 0 = none)
-    blurs the normalised maps the spatial distance compares (:func:`~perceptual_sim.distances.blur_normalized`).
+    "lin") used by the spatial distance. ``feature_blur`` (sigma in feature positions, 0 = none;
+    one number for every tapped stage, or one per stage) blurs the normalised maps the spatial
+    distance compares (:func:`~perceptual_sim.distances.blur_normalized`).
 
     Every field is checked on construction (types, lengths, finite numbers, bounds; ``arch_args``
     against :mod:`perceptual_sim.archs`): a bad one raises :class:`WeightsError` naming it.
@@ -68,7 +69,7 @@ class ModelCard:
     input_std: tuple[float, float, float] = IMAGENET_STD
     default_mode: str = "spatial"
     layer_weights: bool = False
-    feature_blur: float = 0.0
+    feature_blur: float | tuple[float, ...] = 0.0
     min_size: int = 16
     sha256: str = ""
     summary: str = ""
@@ -93,7 +94,7 @@ class ModelCard:
         for name in ("arch_args", "training", "scores"):
             _check_json_value(getattr(self, name), name, obj=True)
         try:
-            check_arch_args(self.arch, self.arch_args)
+            arch_args = check_arch_args(self.arch, self.arch_args)
         except ValueError as exc:
             raise WeightsError(str(exc)) from None
         for name, (low, high) in (("input_mean", (-10, 10)), ("input_std", (1e-3, 1e3))):
@@ -107,10 +108,17 @@ class ModelCard:
             raise WeightsError(f"field 'default_mode' must be one of {list(MODES)}, got {short_repr(self.default_mode)}")
         if not isinstance(self.layer_weights, bool):
             raise WeightsError(f"field 'layer_weights' must be true or false, got {short_repr(self.layer_weights)}")
-        if not (_is_number(self.feature_blur) and 0 <= self.feature_blur <= MAX_FEATURE_BLUR):
+        blur = self.feature_blur
+        sigmas = blur if isinstance(blur, (list, tuple)) else [blur]
+        if not (1 <= len(sigmas) <= 64 and all(_is_number(v) and 0 <= v <= MAX_FEATURE_BLUR for v in sigmas)):
             raise WeightsError(f"field 'feature_blur' must be a number in [0, {MAX_FEATURE_BLUR}] (Gaussian sigma in "
-                               f"feature positions, 0 for none), got {short_repr(self.feature_blur)}")
-        object.__setattr__(self, "feature_blur", float(self.feature_blur))
+                               f"feature positions, 0 for none) or a list of them, one per tapped stage, got "
+                               f"{short_repr(blur)}")
+        if isinstance(blur, (list, tuple)) and len(blur) != tap_count(self.arch, arch_args):
+            raise WeightsError(f"field 'feature_blur' has {len(blur)} sigmas, but architecture {self.arch!r} with these "
+                               f"arch_args taps {tap_count(self.arch, arch_args)} maps; give one sigma per tapped map "
+                               "or a single number")
+        object.__setattr__(self, "feature_blur", tuple(map(float, blur)) if isinstance(blur, (list, tuple)) else float(blur))
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or not 1 <= self.min_size <= 4096:
             raise WeightsError(f"field 'min_size' must be an integer in [1, 4096], got {short_repr(self.min_size)}")
 

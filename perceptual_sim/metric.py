@@ -120,9 +120,12 @@ class PerceptualDistance(nn.Module):
         self.weights_path: Path | None = None
         """The tensor file the weights came from (:meth:`from_pretrained`, :meth:`from_card`), else None."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
+        blur = card.feature_blur  # the card checked a per-stage tuple's length against the architecture
+        self._blurs = blur if isinstance(blur, tuple) else (blur,) * len(self.backbone.channels)
         tiling: Tiling | None = getattr(self.backbone, "tiling", None)
-        if tiling is not None and card.feature_blur:  # the blur reaches blur_radius positions further
-            tiling = Tiling(tiling.strides, tiling.halo + blur_radius(card.feature_blur) * tiling.align)
+        if tiling is not None and any(self._blurs):  # each blur reaches blur_radius positions of its stage further
+            reach = max(blur_radius(s) * stride for s, stride in zip(self._blurs, tiling.strides) if s)
+            tiling = Tiling.from_reach(tiling.strides, tiling.halo + reach)
         self._tiling = tiling  # how pairs too large for one pass are split (None: never, as for ViTs)
         if compile is None:
             compile = os.environ.get("PERCEPTUAL_SIM_COMPILE", "") == "1"
@@ -219,12 +222,12 @@ class PerceptualDistance(nn.Module):
         return list(self.layer_weights) if self.layer_weights is not None else None
 
     def _mode_maps(self, mode: str, maps: Sequence[Tensor]) -> Sequence[Tensor]:
-        """The maps ``mode`` compares: blurred normalised maps in spatial mode when the card sets
-        ``feature_blur``, else ``maps`` as they are."""
-        if mode != "spatial" or not self.card.feature_blur:
+        """The maps ``mode`` compares: in spatial mode, each stage the card's ``feature_blur`` blurs
+        as its blurred normalised map; otherwise ``maps`` as they are."""
+        if mode != "spatial" or not any(self._blurs):
             return maps
         with torch.autocast(maps[0].device.type, enabled=False):
-            return [blur_normalized(m, self.card.feature_blur) for m in maps]
+            return [blur_normalized(m, s) if s else m for m, s in zip(maps, self._blurs)]
 
     def train(self, mode: bool = True) -> PerceptualDistance:
         """The metric never trains: this keeps eval mode (batch-norm statistics stay fixed)."""

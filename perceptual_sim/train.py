@@ -303,7 +303,8 @@ def checkpoints(run: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(Path(run).glob("step-*.json"))]
 
 
-def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial", feature_blur: float = 0.0,
+def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "spatial",
+           feature_blur: float | tuple[float, ...] = 0.0,
            summary: str = "", scores: dict[str, Any] | None = None, data: str | None = None,
            overwrite: bool = False) -> ModelCard:
     """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped).

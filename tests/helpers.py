@@ -18,7 +18,8 @@ from perceptual_sim.metric import PerceptualDistance
 
 # ----------------------------------------------------------------------------- models
 def make_model(folder: Path, name: str = "tiny", arch: str = "k22_resnet", arch_args: dict | None = None,
-               mode: str = "spatial", layer_weights: bool = False, seed: int = 0, feature_blur: float = 0.0) -> Path:
+               mode: str = "spatial", layer_weights: bool = False, seed: int = 0,
+               feature_blur: float | list[float] = 0.0) -> Path:
     """Write a random-initialised model (card + safetensors) and return the card path."""
     torch.manual_seed(seed)
     card = ModelCard(name=name, arch=arch, arch_args=arch_args if arch_args is not None else {"width": 0.25},

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from perceptual_sim.archs import check_arch_args, tap_count
 from perceptual_sim.backbones import build_backbone
 from perceptual_sim.backbones.resnet import Blur
 
@@ -79,3 +80,11 @@ def test_unknown_architecture_and_bad_args():
     with pytest.raises(ValueError, match=r"arch_args\.depth is not an argument of architecture 'k22_resnet' "
                                          r"\(its arguments: width, layers, block, antialias, num_classes\)"):
         build_backbone("k22_resnet", {"depth": 3})
+
+
+@pytest.mark.parametrize("arch, args", [("k22_resnet", {"width": 0.25}), ("k22_resnet", {"block": "bottleneck"}),
+                                        ("alexnet", {}), ("vgg16", {}), ("vit", {"depth": 3, "embed_dim": 32})])
+def test_tap_count_matches_the_built_backbone(arch, args):
+    """Cards check a per-stage feature_blur against tap_count without building the model."""
+    full = check_arch_args(arch, args)
+    assert tap_count(arch, full) == len(build_backbone(arch, full).channels)

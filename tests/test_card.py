@@ -118,8 +118,13 @@ HOSTILE = {
     "negative min_size": (_with(min_size=-1), "field 'min_size' must be an integer in [1, 4096], got -1"),
     "fractional min_size": (_with(min_size=1.5), "field 'min_size' must be an integer in [1, 4096], got 1.5"),
     "negative feature_blur": (_with(feature_blur=-0.5), ("field 'feature_blur' must be a number in [0, 4.0] (Gaussian "
-                                                         "sigma in feature positions, 0 for none), got -0.5")),
+                                                         "sigma in feature positions, 0 for none) or a list of them, "
+                                                         "one per tapped stage, got -0.5")),
     "feature_blur as text": (_with(feature_blur="1"), "field 'feature_blur' must be a number in [0, 4.0]"),
+    "feature_blur list with text": (_with(feature_blur=[0, "1"]), "or a list of them, one per tapped stage, got [0, '1']"),
+    "feature_blur per stage, too few": (_with(feature_blur=[0, 1]), ("field 'feature_blur' has 2 sigmas, but "
+                                                                    "architecture 'k22_resnet' with these arch_args "
+                                                                    "taps 4 maps")),
     "bad sha256": (_with(sha256="abc"), "field 'sha256' must be 64 lowercase hex digits, got 'abc'"),
     "training a list": (_with(training=[]), "field 'training' must be a JSON object, got []"),
     "huge summary": (_with(summary="x" * 20_000), "field 'summary' must be a string of at most 10,000 characters"),

@@ -15,6 +15,7 @@ from helpers import make_model, save_random_image
 from PIL import Image
 
 from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance, registry
+from perceptual_sim.card import read_card
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
 from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH
@@ -217,6 +218,12 @@ def test_train_run_list_export(tmp_path, capsys):
     assert not (models / "blurred.json").exists()
     assert main(["train", "export", str(run), "--step", "1", "--name", "early", "--dest", str(models),
                  "--feature-blur", "0.5"]) == 0
+    assert main(["train", "export", str(run), "--step", "1", "--name", "staged", "--dest", str(tmp_path / "staged"),
+                 "--feature-blur", "0,0.75,0.75,0.75"]) == 0
+    assert read_card(tmp_path / "staged" / "staged.json").feature_blur == (0, 0.75, 0.75, 0.75)
+    assert main(["train", "export", str(run), "--step", "1", "--name", "x", "--dest", str(models),
+                 "--feature-blur", "a,b"]) == 2
+    assert "expected a number or comma-separated numbers, got 'a,b'" in capsys.readouterr().err
     with pytest.raises(ModelNotFoundError, match=f"folder {models} holds 2 models \\(early, mine\\); pass the card"):
         PerceptualDistance.from_pretrained(str(models))
     early = PerceptualDistance.from_pretrained(str(models / "early.json")).card

@@ -69,6 +69,11 @@ def test_feature_blur_changes_the_spatial_mode_only(model_dir, tiny, images):
         else:
             torch.testing.assert_close(d, plain, rtol=0, atol=0)
     assert torch.equal(blurred(x, x), torch.zeros(4))
+    # one sigma per stage: a 0 leaves its stage's term as it is
+    staged = PerceptualDistance.from_pretrained(str(make_model(model_dir, name="staged", feature_blur=[0, 1, 0, 1])))
+    terms, plain, all_blurred = (m(x, y, per_layer=True) for m in (staged, tiny, blurred))
+    torch.testing.assert_close(terms[:, [0, 2]], plain[:, [0, 2]], rtol=0, atol=0)
+    torch.testing.assert_close(terms[:, [1, 3]], all_blurred[:, [1, 3]], rtol=1e-6, atol=1e-8)
     xg = x.clone().requires_grad_(True)
     blurred(xg, y, reduction="sum").backward()
     assert torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0

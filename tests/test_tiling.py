@@ -17,6 +17,7 @@ CASES = {
     "resnet6": ("k22_resnet", {"width": 0.25}, 0.0, 32, (200, 170)),
     "resnet6-antialias": ("k22_resnet", {"width": 0.25, "antialias": True}, 0.0, 32, (330, 300)),
     "resnet6-feature-blur": ("k22_resnet", {"width": 0.25}, 1.0, 32, (330, 300)),
+    "resnet6-stage-blur": ("k22_resnet", {"width": 0.25}, [0, 2.0, 0.5, 0], 32, (330, 300)),
     "resnet-basic": ("k22_resnet", {"width": 0.125, "block": "basic"}, 0.0, 64, (360, 330)),
     "resnet-bottleneck": ("k22_resnet", {"width": 0.125, "layers": [1, 2, 1, 1], "block": "bottleneck",
                                          "antialias": True}, 0.0, 32, (330, 300)),

@@ -89,6 +89,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def feature_blur(text: str) -> float | tuple[float, ...]:
+    """A card's ``feature_blur``: one number, or comma-separated numbers (one per stage)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def format_feature_blur(blur: float | tuple[float, ...]) -> str:
+    """The text :func:`feature_blur` reads back: ``0.5`` or ``0,0.75,0.75,0.75``."""
+    return ",".join(f"{v:g}" for v in (blur if isinstance(blur, tuple) else (blur,)))
+
+
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)

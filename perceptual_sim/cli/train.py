@@ -8,7 +8,7 @@ from typing import Any
 
 from ..archs import MODES
 from ..files import cache_root
-from .options import UsageError, json_object, non_negative_float, positive_float, positive_int
+from .options import UsageError, feature_blur, json_object, non_negative_float, positive_float, positive_int
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -58,8 +58,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--name", required=True, help="model name")
     e.add_argument("--dest", type=Path, required=True, help="folder to write NAME.json and NAME.safetensors in")
     e.add_argument("--mode", choices=MODES, default="spatial", help="the model's default distance (default spatial)")
-    e.add_argument("--feature-blur", type=float, default=0.0, metavar="SIGMA",
+    e.add_argument("--feature-blur", type=feature_blur, default=0.0, metavar="SIGMA",
                    help="blur the normalised maps the spatial distance compares by a Gaussian of SIGMA feature "
+                        "positions, or S1,S2,... one per tapped stage (0 leaves a stage alone) "
                         "positions (fewer decisions flip under small shifts; default 0, none)")
     e.add_argument("--summary", default="", help="one sentence for `perceptual-sim list`")
     e.add_argument("--force", action="store_true", help="overwrite an existing model of that name")
