@@ -125,7 +125,7 @@ def main() -> int:
         run_path, step, blur, mode = paths[best["run"]], int(best["step"]), key(best)[2], best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
-        aug += f"; feature blur sigma {blur} (spatial mode)" if blur != "0" else ""
+        aug += f"; feature blur sigma {blur}{' per stage' if ',' in blur else ''} (spatial mode)" if blur != "0" else ""
         fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(best["epoch"]),
                "top1": 100 * float(best["val_top1"]), "aug": aug}
         rows = {r["mode"]: r for r in mine if key(r) == key(best)}
