@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from perceptual_sim.cli.options import feature_blur, format_feature_blur
 from perceptual_sim.distances import blur_normalized
 from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import NetMetric
@@ -28,7 +29,7 @@ from perceptual_sim.metric import Features, PerceptualDistance
 from perceptual_sim.train import export
 
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
-SIGMAS = ("0", "0.5", "1")
+SIGMAS = (0.0, 0.5, 1.0)
 
 
 class Blurred(NetMetric):
@@ -50,7 +51,8 @@ class Blurred(NetMetric):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", metavar="NAME=MODEL")
-    ap.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="sigmas to try (default 0 0.5 1)")
+    ap.add_argument("--sigmas", nargs="+", type=feature_blur, default=list(SIGMAS),
+                    help="sigmas to try (default 0 0.5 1)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     models = {}
@@ -66,12 +68,10 @@ def main() -> int:
     cache: dict = {}
     for name, model in models.items():
         stages = len(model.backbone.channels)
-        for text in args.sigmas:
-            sigma = [float(v) for v in text.split(",")]
-            if len(sigma) not in (1, stages):
-                ap.error(f"--sigmas {text}: one number or {stages} (one per stage of {name})")
-            m = Blurred(model, sigma * stages if len(sigma) == 1 else sigma)
-            sigma = sigma[0] if len(sigma) == 1 else sigma
+        for sigma in args.sigmas:
+            if isinstance(sigma, tuple) and len(sigma) != stages:
+                ap.error(f"--sigmas {format_feature_blur(sigma)}: one number or {stages} (one per stage of {name})")
+            m = Blurred(model, list(sigma) if isinstance(sigma, tuple) else [sigma] * stages)
             p = score(m, data, progress=False)["spatial"]
             t = triplets.score_metric(m, MATERIALS / "triplets_train.csv", MATERIALS / "renders", sizes=[64, 256])
             ps = psych.score_metric(m, sizes=[64, 256], per_family=50, cache=cache)

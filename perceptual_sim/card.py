@@ -109,16 +109,17 @@ class ModelCard:
         if not isinstance(self.layer_weights, bool):
             raise WeightsError(f"field 'layer_weights' must be true or false, got {short_repr(self.layer_weights)}")
         blur = self.feature_blur
-        sigmas = blur if isinstance(blur, (list, tuple)) else [blur]
+        per_stage = isinstance(blur, (list, tuple))
+        sigmas = blur if per_stage else [blur]
         if not (1 <= len(sigmas) <= 64 and all(_is_number(v) and 0 <= v <= MAX_FEATURE_BLUR for v in sigmas)):
             raise WeightsError(f"field 'feature_blur' must be a number in [0, {MAX_FEATURE_BLUR}] (Gaussian sigma in "
                                f"feature positions, 0 for none) or a list of them, one per tapped stage, got "
                                f"{short_repr(blur)}")
-        if isinstance(blur, (list, tuple)) and len(blur) != tap_count(self.arch, arch_args):
+        taps = tap_count(self.arch, arch_args)
+        if per_stage and len(blur) != taps:
             raise WeightsError(f"field 'feature_blur' has {len(blur)} sigmas, but architecture {self.arch!r} with these "
-                               f"arch_args taps {tap_count(self.arch, arch_args)} maps; give one sigma per tapped map "
-                               "or a single number")
-        object.__setattr__(self, "feature_blur", tuple(map(float, blur)) if isinstance(blur, (list, tuple)) else float(blur))
+                               f"arch_args taps {taps} maps; give one sigma per tapped map or a single number")
+        object.__setattr__(self, "feature_blur", tuple(map(float, blur)) if per_stage else float(blur))
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or not 1 <= self.min_size <= 4096:
             raise WeightsError(f"field 'min_size' must be an integer in [1, 4096], got {short_repr(self.min_size)}")
 

@@ -8,8 +8,8 @@ For layer l with raw map y (N x C x h x w) and its unit-normalised version
   the ``1/(h w)`` makes it independent of image size)
 * meanpool: ``||norm(mean_hw y0) - norm(mean_hw y1)||² / C``
 
-A model whose card sets ``feature_blur`` (sigma, in feature positions) compares, in spatial mode,
-``blur(ŷ)`` instead of ``y`` (:func:`blur_normalized`, as ST-LPIPS blurs features): small shifts of
+A model whose card sets ``feature_blur`` (sigma in feature positions, one for every layer or one
+per layer) compares, in spatial mode, ``blur(ŷ)`` instead of ``y`` on the layers it blurs (:func:`blur_normalized`, as ST-LPIPS blurs features): small shifts of
 the image then move the maps less.
 
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode

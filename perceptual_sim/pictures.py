@@ -18,6 +18,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,7 +168,7 @@ def write_report(
     rows: Sequence[tuple[str, float | None, str | None]],
     largest: Sequence[Shown],
     smallest: Sequence[Shown],
-    info: dict[str, str | float],
+    info: dict[str, Any],
     title: str,
     overwrite: bool = False,
 ) -> None:
@@ -247,7 +248,7 @@ def _image(pixels: Tensor) -> Image.Image:
     return Image.fromarray((pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
 
 
-def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, str | float]) -> str:
+def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, Any]) -> str:
     if not pairs:
         return "<p>None.</p>"
     items = []

@@ -72,7 +72,7 @@ def cell(text: object) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
-def provenance(model: PerceptualDistance) -> dict[str, str | float]:
+def provenance(model: PerceptualDistance) -> dict[str, str | float | tuple[float, ...]]:
     """What a result was computed with: model, mode, weights sha256, feature blur, package version."""
     return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256,
             "feature_blur": model.card.feature_blur, "version": __version__}

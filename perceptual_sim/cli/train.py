@@ -60,8 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument("--mode", choices=MODES, default="spatial", help="the model's default distance (default spatial)")
     e.add_argument("--feature-blur", type=feature_blur, default=0.0, metavar="SIGMA",
                    help="blur the normalised maps the spatial distance compares by a Gaussian of SIGMA feature "
-                        "positions, or S1,S2,... one per tapped stage (0 leaves a stage alone) "
-                        "positions (fewer decisions flip under small shifts; default 0, none)")
+                        "positions, or S1,S2,... one per tapped stage (0 leaves a stage alone), so that fewer "
+                        "decisions flip under small shifts (default 0, none)")
     e.add_argument("--summary", default="", help="one sentence for `perceptual-sim list`")
     e.add_argument("--force", action="store_true", help="overwrite an existing model of that name")
     e.set_defaults(func=export_checkpoint)

@@ -287,7 +287,8 @@ def score_proxy(model: PerceptualDistance, images: Path, *, triplets: int = 2000
     """All proxies for every mode of ``model``, with what produced them."""
     data = judged_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
     return {"benchmark": "proxy", "model": model.card.name, "sha256": model.card.sha256,
-            "feature_blur": model.card.feature_blur, "package_version": __version__, "judges": data.judges, "triplets": len(data.ref),
+            "feature_blur": model.card.feature_blur, "package_version": __version__, "judges": data.judges,
+            "triplets": len(data.ref),
             "mono_images": len(data.mono_ref), "seed": seed, "images": str(images), "shift_protocol": SHIFT_PROTOCOL,
             "scores": score(NetMetric(model), data, batch=batch)}
 
