@@ -3,7 +3,9 @@ densely early, resume after interruption, and export any checkpoint as card + sa
 
 Augmentation is random crop (4 px reflect padding) + horizontal flip, and optionally random
 global photometric changes (``photometric`` strength: gamma, saturation, colour balance,
-contrast, brightness), which teach the backbone the invariances people have; SGD with momentum,
+contrast, brightness), which teach the backbone the invariances people have. Optionally
+(``shift_consistency`` weight) the loss also holds the spatial distance between an image and
+itself moved 1-3 px small, so the metric's decisions flip less under small shifts. SGD with momentum,
 linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
 Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
 pickled.
@@ -30,6 +32,7 @@ from safetensors.torch import save as save_tensors
 from ._version import __version__
 from .backbones import build_backbone
 from .card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from .distances import layer_terms
 from .files import write_atomic
 from .images import IMAGE_SUFFIXES, decode_square
 
@@ -54,6 +57,7 @@ class Recipe:
     seed: int = 0
     optimizer: str = "sgd"
     photometric: float = 0.0
+    shift_consistency: float = 0.0
 
 
 def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -144,18 +148,47 @@ def photometric(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch
     return (x + shift.view(n, 1, 1, 1)).clamp(0, 1)
 
 
+def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Per image, the h x w window of ``padded`` whose top-left corner is (dy, dx)."""
+    n = padded.shape[0]
+    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, 3, h, padded.shape[3])
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, 3, h, w)
+    return out.gather(3, cols)
+
+
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random crop after 4 px reflect padding, and random horizontal flip (per image)."""
     n, _, h, w = x.shape
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
-    dy = torch.randint(0, 9, (n,), generator=gen)
-    dx = torch.randint(0, 9, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1).expand(n, 3, h, w + 8)
-    out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w)[None]).view(n, 1, 1, w).expand(n, 3, h, w)
-    out = out.gather(3, cols)
+    out = _crop(padded, torch.randint(0, 9, (n,), generator=gen), torch.randint(0, 9, (n,), generator=gen), h, w)
     flip = torch.rand(n, generator=gen) < 0.5
     return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
+
+
+MAX_SHIFT = 3
+"""The shift-consistency term moves images by 1 to this many pixels (the shift protocol's range)."""
+
+
+def shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image moved 1..:data:`MAX_SHIFT` px left, right, up or down (at random, per image);
+    the uncovered border is reflected."""
+    n, _, h, w = x.shape
+    k = torch.randint(1, MAX_SHIFT + 1, (n,), generator=gen)
+    k = torch.where(torch.rand(n, generator=gen) < 0.5, k, -k)
+    vertical = torch.rand(n, generator=gen) < 0.5
+    padded = F.pad(x, (MAX_SHIFT,) * 4, mode="reflect")
+    dy = MAX_SHIFT + torch.where(vertical, k, 0)
+    dx = MAX_SHIFT + torch.where(vertical, 0, k)
+    return _crop(padded, dy, dx, h, w)
+
+
+def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mean spatial distance (all tapped layers, unit-normalised, equal weights) between each image
+    of ``x`` and itself moved by :func:`shifted`."""
+    fa = model(x.contiguous(memory_format=torch.channels_last))
+    fb = model(shifted(x, gen).contiguous(memory_format=torch.channels_last))
+    return layer_terms("spatial", fa, fb).sum(1).mean()
 
 
 def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
@@ -260,15 +293,20 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
+        shift_term = None
+        if recipe.shift_consistency > 0:
+            # on a quarter of the batch: the term needs two more passes
+            shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if shift_term is None else loss + recipe.shift_consistency * shift_term).backward()
         opt.step()
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
             rate = seen / (time.time() - t0)
             eta = (total - step) * recipe.batch_size / rate
-            print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f} lr {lr:.4f} "
+            shift_text = "" if shift_term is None else f" shift {shift_term.item():.4f}"
+            print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f}{shift_text} lr {lr:.4f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
             top1, val_loss = evaluate_top1(model, data["val_x"], data["val_y"])

@@ -83,3 +83,41 @@ def test_a_run_folder_holds_one_recipe(data, tmp_path):
     train(dataclasses.replace(_recipe(data), epochs=0.5), tmp_path / "run", cache=tmp_path / "cache")
     with pytest.raises(ValueError, match="holds a run with another recipe .*recipe.json.*use a new --out folder"):
         train(dataclasses.replace(_recipe(data), epochs=0.5, lr=0.01), tmp_path / "run", cache=tmp_path / "cache")
+
+
+def test_shifted_moves_each_image_by_one_to_three_pixels_along_one_axis():
+    x = torch.rand(64, 3, 20, 20)
+    moved = recipe_module.shifted(x, torch.Generator().manual_seed(0))
+    seen = set()
+    for a, b in zip(x, moved):
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if b[:, 3:-3, 3:-3].equal(a[:, 3 + dy : 17 + dy, 3 + dx : 17 + dx])]
+        assert len(found) == 1
+        dy, dx = found[0]
+        assert (dy == 0) != (dx == 0) and 1 <= abs(dy + dx) <= 3
+        seen.add((dy, dx))
+    assert len(seen) > 6  # both axes, both directions, several distances
+
+
+def test_shift_loss_is_zero_for_flat_images_and_positive_with_finite_gradients_otherwise():
+    from perceptual_sim.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("k22_resnet", {"width": 0.25}).eval()
+    flat = torch.full((2, 3, 64, 64), 0.3)  # reflecting a flat image leaves it unchanged
+    assert recipe_module.shift_loss(model, flat, torch.Generator().manual_seed(0)).item() == 0
+    x = torch.rand(2, 3, 64, 64)
+    term = recipe_module.shift_loss(model, x, torch.Generator().manual_seed(0))
+    term.backward()
+    assert term.item() > 0
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_shift_consistency_changes_the_training(data, tmp_path):
+    finals = {}
+    for weight in (0.0, 1.0):
+        out = train(dataclasses.replace(_recipe(data), epochs=0.5, shift_consistency=weight), tmp_path / str(weight),
+                    cache=tmp_path / "cache")
+        finals[weight] = load_file(str(out / "step-0000001.safetensors"))
+    assert not finals[0.0]["model.net.conv1.weight"].equal(finals[1.0]["model.net.conv1.weight"])
