@@ -94,6 +94,9 @@ def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str
 
 def gflops_256(run: Path, step: int, blur: str) -> float:
     """GFLOPs of one 256 px pair for checkpoint ``step`` of ``run`` exported with ``blur``."""
+    if not (run / f"step-{step:07d}.json").is_file():
+        raise SystemExit(f"error: {run} step {step} ties with the best candidate, and the FLOPs that break the tie "
+                         f"are counted on its checkpoint, which is not there; restore the run or leave it out of --pick")
     with tempfile.TemporaryDirectory() as tmp:
         export(run, step, "candidate", Path(tmp), feature_blur=feature_blur(blur))
         return gflops(PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json")), 256)
@@ -125,6 +128,8 @@ def main() -> int:
         run_path, step, blur, mode = paths[best["run"]], int(best["step"]), key(best)[2], best["mode"]
         recipe = json.loads((run_path / "recipe.json").read_text())
         aug = f", photometric augmentation {recipe['photometric']:g}" if recipe.get("photometric") else ""
+        if recipe.get("shift_consistency"):
+            aug += f", shift consistency {recipe['shift_consistency']:g}"
         aug += f"; feature blur sigma {blur}{' per stage' if ',' in blur else ''} (spatial mode)" if blur != "0" else ""
         fmt = {"width": 1.0, **recipe["arch_args"], "epoch": float(best["epoch"]),
                "top1": 100 * float(best["val_top1"]), "aug": aug}
