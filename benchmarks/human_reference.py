@@ -82,7 +82,8 @@ def score_row(name: str, metric, per_family: int, t: triplets.Triplets, held: np
 
 
 def paired(name: str, t: triplets.Triplets, held: np.ndarray) -> dict:
-    """Held-out and selection differences from LPIPS-Alex-lin (x1), per size and mode."""
+    """Held-out and selection differences from LPIPS-Alex-lin (x1), per size and mode; empty where
+    either row's per-triplet agreements are not cached (the caller keeps the stored ones)."""
     base_file = cache_file(BASELINE[0])
     if not base_file.is_file() or not cache_file(name).is_file():
         return {}
@@ -126,7 +127,7 @@ def main() -> int:
         t = triplets.read_triplets(DATA / "triplets_train.csv")
         held = triplets.split_by_reference(t)
         for r in result["rows"]:
-            r["vs_baseline"] = paired(r["metric"], t, held)
+            r["vs_baseline"] = paired(r["metric"], t, held) or r.get("vs_baseline", {})
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(markdown(result, args.modes))
         return 0
@@ -136,6 +137,10 @@ def main() -> int:
         ap.error(f"unknown row(s) {unknown}; the rows are: {names}")
     if args.only and not args.out.is_file():
         ap.error(f"--only merges into an existing {args.out}; run all rows first")
+    if wanted and not cache_file(BASELINE[0]).is_file():
+        print(f"{BASELINE[0]}: its per-triplet agreements are not cached ({cache_file(BASELINE[0])}); scoring it "
+              "too, since every row's interval is paired with it", file=sys.stderr)
+        wanted.add(BASELINE[0])
     t = triplets.read_triplets(DATA / "triplets_train.csv")
     held = triplets.split_by_reference(t)
     command = "python " + " ".join(sys.argv)
@@ -164,7 +169,7 @@ def main() -> int:
         result["rows"] = [r for r in result["rows"] if r["metric"] != name] + [row]
         result["rows"].sort(key=lambda r: names.index(r["metric"]) if r["metric"] in names else len(names))
         for r in result["rows"]:
-            r["vs_baseline"] = paired(r["metric"], t, held)
+            r["vs_baseline"] = paired(r["metric"], t, held) or r.get("vs_baseline", {})
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"{name}: done [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
     print(markdown(result, args.modes))
