@@ -115,6 +115,7 @@ def test_shift_loss_is_zero_for_flat_images_and_positive_with_finite_gradients_o
 
 
 def test_shift_consistency_changes_the_training(data, tmp_path):
+    # step 1 is the first step: its augmentation is drawn before the shifts, so only the term's gradient can differ
     finals = {}
     for weight in (0.0, 1.0):
         out = train(dataclasses.replace(_recipe(data), epochs=0.5, shift_consistency=weight), tmp_path / str(weight),
