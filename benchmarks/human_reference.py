@@ -98,6 +98,12 @@ def paired(name: str, t: triplets.Triplets, held: np.ndarray) -> dict:
     return out
 
 
+def refresh_intervals(rows: list[dict], t: triplets.Triplets, held: np.ndarray) -> None:
+    """Recompute each row's paired intervals from the caches; a row without a cache keeps its stored ones."""
+    for r in rows:
+        r["vs_baseline"] = paired(r["metric"], t, held) or r.get("vs_baseline", {})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/human_reference.json"))
@@ -126,8 +132,7 @@ def main() -> int:
             result["rows"] = [r for r in result["rows"] if r["metric"] not in taken] + extra_rows
         t = triplets.read_triplets(DATA / "triplets_train.csv")
         held = triplets.split_by_reference(t)
-        for r in result["rows"]:
-            r["vs_baseline"] = paired(r["metric"], t, held) or r.get("vs_baseline", {})
+        refresh_intervals(result["rows"], t, held)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(markdown(result, args.modes))
         return 0
@@ -168,8 +173,7 @@ def main() -> int:
             row.update(date=date.today().isoformat(), version=__version__, command=command)
         result["rows"] = [r for r in result["rows"] if r["metric"] != name] + [row]
         result["rows"].sort(key=lambda r: names.index(r["metric"]) if r["metric"] in names else len(names))
-        for r in result["rows"]:
-            r["vs_baseline"] = paired(r["metric"], t, held) or r.get("vs_baseline", {})
+        refresh_intervals(result["rows"], t, held)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"{name}: done [{time.time() - t0:.0f}s]", file=sys.stderr, flush=True)
     print(markdown(result, args.modes))

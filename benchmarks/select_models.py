@@ -94,11 +94,12 @@ def choose(human: list[dict[str, str]], proxy: dict[Key, dict[str, dict[str, str
 
 def gflops_256(run: Path, step: int, blur: str) -> float:
     """GFLOPs of one 256 px pair for checkpoint ``step`` of ``run`` exported with ``blur``."""
-    if not (run / f"step-{step:07d}.json").is_file():
-        raise SystemExit(f"error: {run} step {step} ties with the best candidate, and the FLOPs that break the tie "
-                         f"are counted on its checkpoint, which is not there; restore the run or leave it out of --pick")
     with tempfile.TemporaryDirectory() as tmp:
-        export(run, step, "candidate", Path(tmp), feature_blur=feature_blur(blur))
+        try:
+            export(run, step, "candidate", Path(tmp), feature_blur=feature_blur(blur))
+        except ValueError as exc:  # export says what is missing
+            raise SystemExit(f"error: step {step} of {run} ties with the best candidate and its FLOPs break the tie, "
+                             f"but it cannot be exported ({exc}); restore the run or leave it out of --pick") from None
         return gflops(PerceptualDistance.from_pretrained(str(Path(tmp) / "candidate.json")), 256)
 
 
