@@ -87,6 +87,14 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
         "tokens": Arg(str, "patch", choices=VIT_TOKENS),
         "num_classes": Arg(int, 0, 0, 100_000),
     },
+    "conv_student": {
+        "widths": Arg(list, (24, 48, 96, 0), 0, 1024, length=4),
+        "depths": Arg(list, (1, 2, 2, 0), 0, 16, length=4),
+        "heads": Arg(list, (16, 24, 40, 0), 0, 4096, length=4),
+    },
+    "efficientnet_lite0": {
+        "taps": Arg(int, 4, 1, 4),
+    },
     "alexnet": {},
     "vgg16": {},
 }
@@ -128,12 +136,34 @@ def check_arch_args(arch: Any, args: Any) -> dict[str, Any]:
         if full["img_size"] < full["patch_size"]:
             raise ValueError(f"arch_args.img_size ({full['img_size']}) must be at least "
                              f"arch_args.patch_size ({full['patch_size']})")
+    if arch == "conv_student":
+        stages = student_stages(full)
+        if not stages:
+            raise ValueError("arch_args.depths must start with at least one conv (depths[0] >= 1)")
+        for i, (w, _, h) in enumerate(stages):
+            if w < 1 or h < 1:
+                raise ValueError(f"stage {i} has convs (arch_args.depths[{i}] > 0), so arch_args.widths[{i}] and "
+                                 f"arch_args.heads[{i}] must be at least 1, got {w} and {h}")
     return full
+
+
+def student_stages(args: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(width, depth, head channels) of a ``conv_student``'s stages: those before the first depth of 0."""
+    out = []
+    for w, d, h in zip(args["widths"], args["depths"], args["heads"]):
+        if d == 0:
+            break
+        out.append((w, d, h))
+    return out
 
 
 def tap_count(arch: str, args: dict[str, Any]) -> int:
     """How many maps the backbone taps (a ResNet's stages, an LPIPS trunk's ReLUs, a ViT's blocks),
     from checked arguments."""
+    if arch == "conv_student":
+        return len(student_stages(args))
+    if arch == "efficientnet_lite0":
+        return args["taps"]
     return args["depth"] if arch == "vit" else {"k22_resnet": 4, "alexnet": 5, "vgg16": 5}[arch]
 
 
@@ -148,6 +178,10 @@ def estimate(arch: str, args: dict[str, Any]) -> tuple[int, int, int]:
         params, acts = _resnet(args)
     elif arch == "vit":
         params, acts = _vit(args)
+    elif arch == "conv_student":
+        params, acts = _student(args)
+    elif arch == "efficientnet_lite0":
+        params, acts = _efficientnet_lite0(args)
     else:
         params, acts = _classic(CLASSIC_LAYERS[arch])
     return 4 * (params + acts), params, acts
@@ -185,6 +219,26 @@ def _resnet(args: dict[str, Any]) -> tuple[int, int]:
             acts += 2 * p * e * side**2
         cin = p * e
     return params + args["num_classes"] * (cin + 1), acts
+
+
+def _student(args: dict[str, Any]) -> tuple[int, int]:
+    params, acts, side, cin = 0, 0, ESTIMATE_SIZE, 3
+    for w, d, h in student_stages(args):
+        side = (side + 1) // 2
+        params += cin * w * 9 + (d - 1) * w * w * 9 + 2 * d * w + w * h + h  # convs, batch norms, head
+        acts += (3 * d * w + h) * side**2  # conv, BN, ReLU per conv; the head
+        cin = w
+    return params, acts
+
+
+# EfficientNet-Lite0 up to each tap: parameters, and activation elements per input pixel (counted
+# by forward hooks on the leaf modules of timm's tf_efficientnet_lite0, 64 px input).
+_LITE0 = ((1_824, 76.0), (15_792, 260.5), (55_504, 333.2), (700_768, 444.4))
+
+
+def _efficientnet_lite0(args: dict[str, Any]) -> tuple[int, int]:
+    params, per_pixel = _LITE0[args["taps"] - 1]
+    return params, int(per_pixel * ESTIMATE_SIZE**2)
 
 
 def _vit(args: dict[str, Any]) -> tuple[int, int]:

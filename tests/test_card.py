@@ -85,7 +85,7 @@ def _text(old: str, new: str):
 HOSTILE = {
     "name not text": (_with(name=5), "field 'name' must be a string of at most 200 characters, got 5"),
     "name with escapes": (_with(name="x\x1b[2J"), "field 'name' must be a non-empty name without control characters"),
-    "unknown arch": (_with(arch="resnet9"), ("field 'arch' must be one of ['alexnet', 'k22_resnet', 'vgg16', 'vit'], "
+    "unknown arch": (_with(arch="resnet9"), ("field 'arch' must be one of ['alexnet', 'conv_student', 'efficientnet_lite0', 'k22_resnet', 'vgg16', 'vit'], "
                                             "got 'resnet9'")),
     "antialias as number": (_with(arch_args={"antialias": 1}), "arch_args.antialias must be true or false, got 1"),
     "huge width": (_with(arch_args={"width": 1e9}), "arch_args.width must be a number in [0.015625, 4], got 1000000000.0"),

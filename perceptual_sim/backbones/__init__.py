@@ -15,13 +15,17 @@ from torch import nn
 
 from ..archs import SCHEMAS, check_arch_args
 from .classic import AlexNetTrunk, VGG16Trunk
+from .efficientnet import EfficientNetLite0
 from .resnet import K22ResNet
+from .student import ConvStudent
 from .tiling import Tiling
 from .vit import NarrowViT
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "k22_resnet": K22ResNet,
     "vit": NarrowViT,
+    "conv_student": ConvStudent,
+    "efficientnet_lite0": EfficientNetLite0,
     "alexnet": AlexNetTrunk,
     "vgg16": VGG16Trunk,
 }
@@ -36,4 +40,4 @@ def build_backbone(arch: str, args: dict[str, Any] | None = None) -> nn.Module:
     return ARCHITECTURES[arch](**checked)
 
 
-__all__ = ["ARCHITECTURES", "AlexNetTrunk", "K22ResNet", "NarrowViT", "Tiling", "VGG16Trunk", "build_backbone"]
+__all__ = ["ARCHITECTURES", "AlexNetTrunk", "ConvStudent", "EfficientNetLite0", "K22ResNet", "NarrowViT", "Tiling", "VGG16Trunk", "build_backbone"]

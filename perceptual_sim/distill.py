@@ -1,0 +1,295 @@
+"""Feature distillation: train a small ``conv_student`` so that its unit-normalised feature maps
+match a teacher's at the same strides (the teacher: EfficientNet-Lite0, ImageNet-trained, fed the
+image at its own size).
+
+Loss: the metric's own spatial term between student and teacher maps, summed over the matched
+strides, ``Σ_l mean_hw ||ŝ_l - t̂_l||²`` (unit-normalised over channels), on Tiny-ImageNet images
+augmented so that the student sees what the metric will be asked about: crop and flip, a random
+zoom (a smaller crop upsampled, for the smoother pixels of large images), global photometric
+changes, and distortions (white, band-limited or blotchy noise, blur, a small shift). An optional
+shift-consistency term (as :mod:`perceptual_sim.train`) holds the student's distance between an
+image and itself moved 1-3 px small. AdamW, linear warm-up, cosine decay; checkpoints
+(safetensors + JSON, nothing pickled) at fixed steps, resumable with the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
+
+from ._version import __version__
+from .backbones import build_backbone
+from .card import ModelCard, save_model
+from .distances import layer_terms, unit_normalize
+from .files import write_atomic
+from .train import load_dataset, photometric, shift_loss, to_unit
+
+TEACHER_MEAN = (127 / 255,) * 3
+TEACHER_STD = (128 / 255,) * 3
+"""EfficientNet-Lite0's input normalisation, ``(255 x - 127) / 128``, as a card's mean and std."""
+
+
+@dataclass
+class DistillRecipe:
+    """Everything that defines a distillation run (recorded in every checkpoint and card)."""
+
+    data: str
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    teacher: str = "efficientnet-lite0"
+    steps: int = 12000
+    batch_size: int = 96
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    seed: int = 0
+    photometric: float = 1.0
+    distort: float = 0.6
+    zoom: float = 0.5
+    shift_consistency: float = 0.0
+
+
+class Teacher:
+    """EfficientNet-Lite0 (``efficientnet-lite0`` model) tapped at the last block of each stride."""
+
+    def __init__(self, strides: list[int]) -> None:
+        from .metric import PerceptualDistance
+
+        from .backbones.efficientnet import TAP_BLOCKS
+
+        net = PerceptualDistance.from_pretrained("efficientnet-lite0").backbone
+        net.blocks = net.blocks[: TAP_BLOCKS[len(strides) - 1] + 1]  # nothing past the last matched tap
+        self.net = net
+        self.strides = strides
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps = self.net(((x - 127 / 255) / (128 / 255)).contiguous(memory_format=torch.channels_last))
+        by_stride = {x.shape[-1] // m.shape[-1]: m for m in maps}
+        return [by_stride[s] for s in self.strides]
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur (sigma per image, in pixels; 0 leaves the image), reflected border."""
+    r = 6
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    n, c, h, w = x.shape
+    y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
+    kk = k.repeat_interleave(c, 0)
+    y = F.conv2d(y, kk.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(y, kk.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def distort(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Each image, with probability ``p``, gets one of: white noise, coarse (blotchy) noise, fine
+    band-limited noise, chromatic noise, blur; amplitudes random, result clamped to [0, 1]."""
+    n, _, h, w = x.shape
+    kind = torch.randint(0, 5, (n,), generator=gen)
+    on = torch.rand(n, generator=gen) < p
+    sigma = torch.exp(torch.empty(n).uniform_(math.log(0.01), math.log(0.15), generator=gen)).view(n, 1, 1, 1)
+    white = torch.randn(x.shape, generator=gen)
+    grey = torch.randn((n, 1, h, w), generator=gen).expand_as(x)
+    white = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, white, grey)
+    cell = int(2 ** torch.randint(1, 5, (1,), generator=gen).item())  # 2..16 px blotches
+    coarse = F.interpolate(torch.randn((n, 3, max(1, h // cell), max(1, w // cell)), generator=gen), size=(h, w),
+                           mode="bicubic", align_corners=False)
+    coarse = coarse / coarse.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
+    fine = white - _blur(white, torch.full((n,), 1.0))  # high-pass: energy near Nyquist
+    fine = fine / fine.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
+    luma = torch.randn((n, 1, h, w), generator=gen)
+    chroma = torch.randn(x.shape, generator=gen) - luma
+    noises = torch.stack([white, coarse, fine, chroma])  # 4 x N x 3 x H x W
+    pick = kind.clamp(max=3)
+    noise = noises[pick, torch.arange(n)]
+    noisy = x + sigma * noise
+    blurred = _blur(x, torch.empty(n).uniform_(0.4, 2.5, generator=gen))
+    out = torch.where((kind == 4).view(n, 1, 1, 1), blurred, noisy)
+    return torch.where(on.view(n, 1, 1, 1), out, x).clamp(0, 1)
+
+
+def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability ``p`` (per batch), a random square crop of 32-56 px resized back to the
+    batch's size (bilinear): smoother pixels, as in large images; else a crop after 4 px reflect
+    padding. Then a random horizontal flip per image."""
+    n, _, h, w = x.shape
+    if torch.rand(1, generator=gen).item() < p:
+        side = int(torch.randint(32, 57, (1,), generator=gen).item())
+        i, j = (int(torch.randint(0, h - side + 1, (1,), generator=gen).item()) for _ in range(2))
+        x = F.interpolate(x[:, :, i : i + side, j : j + side], size=(h, w), mode="bilinear", align_corners=False)
+    else:
+        padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+        i, j = (int(torch.randint(0, 9, (1,), generator=gen).item()) for _ in range(2))
+        x = padded[:, :, i : i + h, j : j + w]
+    flip = torch.rand(n, generator=gen) < 0.5
+    return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+
+
+def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term)."""
+    return layer_terms("spatial", student, teacher).sum(1).mean()
+
+
+def student_strides(arch_args: dict[str, Any]) -> list[int]:
+    from .archs import check_arch_args, student_stages
+
+    return [2 ** (i + 1) for i in range(len(student_stages(check_arch_args("conv_student", arch_args))))]
+
+
+def lr_at(recipe: DistillRecipe, step: int) -> float:
+    if step < recipe.warmup_steps:
+        return recipe.lr * (step + 1) / recipe.warmup_steps
+    t = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
+    return 0.5 * recipe.lr * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def checkpoint_steps(total: int) -> list[int]:
+    """Every tenth of the run, and the 1st and 3rd twentieth (early stopping is chosen from these)."""
+    return sorted({max(1, round(total * k / 20)) for k in (1, 3)} | {round(total * k / 10) for k in range(1, 11)})
+
+
+def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | None = None,
+            log_every: int = 50) -> Path:
+    """Run (or resume) the distillation in ``out``; returns the folder. Safe to interrupt and re-run."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe_file = out / "recipe.json"
+    if recipe_file.is_file():
+        saved = {**dataclasses.asdict(DistillRecipe(data="")), **json.loads(recipe_file.read_text())}
+        if saved != json.loads(json.dumps(dataclasses.asdict(recipe))):
+            raise ValueError(f"{out} holds a run with another recipe ({recipe_file}); use a new --out folder")
+    else:
+        recipe_file.write_text(json.dumps(dataclasses.asdict(recipe), indent=2))
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_dataset(Path(recipe.data), cache)
+    strides = student_strides(recipe.arch_args)
+    teacher = Teacher(strides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = build_backbone("conv_student", recipe.arch_args)
+    model = model.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    marks = checkpoint_steps(recipe.steps)
+    step = 0
+    records = sorted(out.glob("step-*.json"))
+    if records:
+        state = load_file(str(records[-1].with_suffix(".safetensors")))
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+        params = [p for g in opt.param_groups for p in g["params"]]
+        for i, p in enumerate(params):
+            opt.state[p] = {k: state[f"optim.{i}.{k}"] for k in ("exp_avg", "exp_avg_sq", "step")}
+        gen.set_state(state["rng"])
+        step = json.loads(records[-1].read_text())["step"]
+        print(f"resumed from {records[-1].name} (step {step}/{recipe.steps})", file=sys.stderr)
+    val = torch.from_numpy(data["val_x"][:: max(1, len(data["val_x"]) // 512)][:512])
+    n_train = len(data["train_x"])
+    model.train()
+    t0, seen = time.time(), 0
+    while step < recipe.steps:
+        idx = torch.randint(0, n_train, (recipe.batch_size,), generator=gen).sort().values.numpy()
+        x = zoom_crop(to_unit(torch.from_numpy(data["train_x"][idx])), recipe.zoom, gen)
+        if recipe.photometric > 0:
+            x = photometric(x, recipe.photometric, gen)
+        x = distort(x, recipe.distort, gen)
+        target = teacher(x)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(recipe, step)
+        s_in = _student_input(x)
+        loss = feature_loss(model(s_in), target)
+        shift_term = None
+        if recipe.shift_consistency > 0:
+            shift_term = shift_loss(model, s_in[: max(1, len(x) // 4)], gen)
+        opt.zero_grad(set_to_none=True)
+        (loss if shift_term is None else loss + recipe.shift_consistency * shift_term).backward()
+        opt.step()
+        step += 1
+        seen += len(idx)
+        if step % log_every == 0 or step == recipe.steps:
+            rate = seen / (time.time() - t0)
+            eta = (recipe.steps - step) * recipe.batch_size / rate
+            extra = "" if shift_term is None else f" shift {shift_term.item():.4f}"
+            print(f"step {step}/{recipe.steps} loss {loss.item():.4f}{extra} lr {lr_at(recipe, step - 1):.5f} "
+                  f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
+        if step in marks:
+            fidelity = evaluate_fidelity(model, teacher, val)
+            _save(out, model, opt, gen, step, fidelity, loss.item())
+            model.train()
+            print(f"checkpoint step {step}: val fidelity loss {fidelity:.4f}", file=sys.stderr, flush=True)
+    return out
+
+
+def _student_input(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(TEACHER_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Tensor) -> float:
+    """:func:`feature_loss` on clean validation images (lower: closer to the teacher)."""
+    model.eval()
+    total = 0.0
+    for i in range(0, len(val_u8), 128):
+        x = to_unit(val_u8[i : i + 128])
+        total += feature_loss(model(_student_input(x)), teacher(x)).item() * len(x)
+    return total / len(val_u8)
+
+
+def _save(out: Path, model, opt, gen, step: int, fidelity: float, train_loss: float) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for key, v in opt.state.get(p, {}).items():
+            tensors[f"optim.{i}.{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng"] = gen.get_state()
+    name = f"step-{step:07d}"
+    write_atomic(out / f"{name}.safetensors", save_tensors({k: v.contiguous() for k, v in tensors.items()}))
+    record = {"step": step, "fidelity": fidelity, "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_atomic(out / f"{name}.json", json.dumps(record, indent=2).encode())
+    with open(out / "log.csv", "a") as f:
+        if f.tell() == 0:
+            f.write("step,fidelity,train_loss\n")
+        f.write(f"{step},{fidelity:.5f},{train_loss:.5f}\n")
+
+
+def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", scores: dict[str, Any] | None = None,
+           overwrite: bool = False) -> ModelCard:
+    """Write checkpoint ``step`` of the distillation ``run`` as a metric model."""
+    run = Path(run)
+    record_file = run / f"step-{step:07d}.json"
+    if not record_file.is_file():
+        steps = [json.loads(p.read_text())["step"] for p in sorted(run.glob("step-*.json"))]
+        raise ValueError(f"{run} has no checkpoint at step {step}; it has steps {steps}")
+    recipe = json.loads((run / "recipe.json").read_text())
+    record = json.loads(record_file.read_text())
+    state = load_file(str(record_file.with_suffix(".safetensors")))
+    backbone = {f"backbone.{k[6:]}": v for k, v in state.items() if k.startswith("model.")}
+    card = ModelCard(
+        name=name, arch="conv_student", arch_args=recipe["arch_args"], input_mean=TEACHER_MEAN, input_std=TEACHER_STD,
+        default_mode="spatial", summary=summary, scores=scores or {},
+        training={"data": "Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64), teacher "
+                          f"{recipe['teacher']}", "recipe": recipe, "step": record["step"],
+                  "fidelity": record["fidelity"], "package_version": __version__},
+        license="Apache-2.0 (code). Distilled on Tiny-ImageNet (ImageNet terms: non-commercial research and "
+                "educational use) from EfficientNet-Lite0 (Apache-2.0, ImageNet-trained).",
+    )
+    dest = Path(dest)
+    return save_model(card, backbone, dest / f"{name}.json" if dest.suffix != ".json" else dest, overwrite=overwrite)
