@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -32,7 +31,7 @@ from safetensors.torch import save as save_tensors
 from ._version import __version__
 from .backbones import build_backbone
 from .card import ModelCard, save_model
-from .distances import layer_terms, unit_normalize
+from .distances import layer_terms
 from .files import write_atomic
 from .train import load_dataset, photometric, shift_loss, to_unit
 
@@ -64,9 +63,8 @@ class Teacher:
     """EfficientNet-Lite0 (``efficientnet-lite0`` model) tapped at the last block of each stride."""
 
     def __init__(self, strides: list[int]) -> None:
-        from .metric import PerceptualDistance
-
         from .backbones.efficientnet import TAP_BLOCKS
+        from .metric import PerceptualDistance
 
         net = PerceptualDistance.from_pretrained("efficientnet-lite0").backbone
         net.blocks = net.blocks[: TAP_BLOCKS[len(strides) - 1] + 1]  # nothing past the last matched tap
