@@ -35,6 +35,8 @@ def parse_device(name: str) -> torch.device:
     if device.type not in DEVICE_TYPES:
         raise ValueError(f"--device {name!r} is a {device.type} device, which holds no data to compute on; use auto, "
                          f"cpu or cuda[:N] (devices of type {', '.join(DEVICE_TYPES)} work)")
+    if device.type == "cpu" and device.index not in (None, 0):
+        raise ValueError(f"--device {name}: there is one CPU device here (cpu, or cpu:0)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():

@@ -10,6 +10,7 @@ Finding a model from a model string is :mod:`perceptual_sim.registry`'s job.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .archs import MODES, SCHEMAS, check_arch_args, short_repr, tap_count
+from .archs import MODES, SCHEMAS, check_arch_args, estimate, short_repr, tap_count
 from .files import sha256_file
 
 if TYPE_CHECKING:  # torch is imported where tensors are read or written, not to list models
@@ -234,9 +235,53 @@ def check_regular(path: Path, what: str, st: os.stat_result | None = None) -> No
         raise WeightsError(f"{path}: the {what} is {kind}, not a regular file; point the model at its files")
 
 
+_PSEUDO_FILE_SYSTEMS = ("/proc", "/sys")
+"""Where files are made up by the kernel (their sizes are not their contents): never read as models."""
+
+
+def max_tensor_bytes(card: ModelCard) -> int:
+    """The largest tensor file the card's architecture can need: its parameters and as many
+    buffers, all float64, plus 1 MiB for the header. A larger file is refused unread."""
+    _, params, _ = estimate(card.arch, check_arch_args(card.arch, card.arch_args))
+    return 16 * params + (1 << 20)
+
+
+def check_tensor_file(card: ModelCard, path: Path) -> None:
+    """Raise unless ``path`` is a regular file, not on a pseudo-file system (``/proc``, ``/sys``), of
+    at most :func:`max_tensor_bytes`, whose sha256 is the card's. The size is checked before a byte is
+    read; every error names the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in cannot block
+    except FileNotFoundError:
+        raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read tensor file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        check_regular(Path(path), "tensor file", st)
+        if any(os.path.isdir(root) and os.stat(root).st_dev == st.st_dev for root in _PSEUDO_FILE_SYSTEMS):
+            raise WeightsError(f"{path}: the tensor file is on a pseudo-file system ({'/'.join(_PSEUDO_FILE_SYSTEMS)}), "
+                               "not a model's file")
+        limit = max_tensor_bytes(card)
+        if not 0 < st.st_size <= limit:
+            raise WeightsError(f"{path}: the tensor file is {st.st_size:,} bytes, but architecture {card.arch!r} "
+                               f"with the card's arch_args needs at most {limit:,}" + (" (it is empty)" if not st.st_size else "")
+                               + ": the file is not this card's")
+        h = hashlib.sha256()
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        except OSError as exc:
+            raise WeightsError(f"cannot read tensor file {path}: {exc.strerror}") from None
+    _check_digest(card, path, h.hexdigest())
+
+
 def check_sha256(card: ModelCard, path: Path) -> None:
     """Raise :class:`WeightsError` unless the file's sha256 is the card's."""
-    digest = sha256_file(path)
+    _check_digest(card, path, sha256_file(path))
+
+
+def _check_digest(card: ModelCard, path: Path, digest: str) -> None:
     if digest != card.sha256:
         raise WeightsError(
             f"tensor file {path} has sha256 {digest}, but the card of {card.name!r} says "
@@ -246,11 +291,8 @@ def check_sha256(card: ModelCard, path: Path) -> None:
 
 
 def load_tensors(card: ModelCard, path: Path) -> dict[str, torch.Tensor]:
-    """Read the tensor file (a regular file) after checking its sha256 against the card."""
-    if not os.path.exists(path):
-        raise ModelNotFoundError(f"tensor file {path} for model {card.name!r} is missing")
-    check_regular(Path(path), "tensor file")
-    check_sha256(card, path)
+    """Read the tensor file after :func:`check_tensor_file` (regular, size bounded, sha256 the card's)."""
+    check_tensor_file(card, path)
     from safetensors.torch import load_file
 
     try:

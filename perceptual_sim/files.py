@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -34,15 +36,22 @@ def sha256_file(path: Path) -> str:
 def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file moved into place: readers (and other
     processes writing the same file) never see a partial file, and an interrupted write leaves
-    none. Without ``overwrite``, a file that exists by then is kept: FileExistsError."""
+    none. The temporary file has an unpredictable name and is created exclusively (a link planted
+    beside ``path`` is never followed). Without ``overwrite``, a file that exists by then is kept:
+    FileExistsError."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # O_CREAT | O_EXCL
+    tmp = Path(name)
     try:
-        tmp.write_bytes(data)
+        with os.fdopen(fd, "wb") as f:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # as open() would create it; mkstemp gives 0600
+            f.write(data)
         if overwrite:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # fails if the name exists, even as a dangling link
+            os.link(tmp, path, follow_symlinks=False)  # fails if the name exists, even as a dangling link
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -64,6 +73,22 @@ def check_output(path: Path | None, force: bool, flag: str) -> None:
         raise OutputError(f"the folder of {flag} {path} does not exist; create it first")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise OutputError(f"{flag} {path}: cannot write in its folder {path.parent}")
+
+
+def check_not_input(outputs: dict[str, Path], inputs: Iterable[Path]) -> None:
+    """Refuse, before any work, an output (``flag -> path``) that names one of the run's input files
+    (the same folder entry, links to the folder followed): even ``--force`` never replaces an input."""
+    entries = {_entry(path): flag for flag, path in outputs.items()}
+    for path in inputs:
+        flag = entries.get(_entry(path))
+        if flag is not None:
+            raise OutputError(f"{flag} {outputs[flag]} is one of this run's inputs ({path}); writing it would replace "
+                              "that image, even with --force: choose another file")
+
+
+def _entry(path: Path) -> tuple[str, str]:
+    """A folder entry, named by its folder's real path and its name."""
+    return os.path.realpath(path.parent), path.name
 
 
 def write_output(path: Path, text: str, force: bool, flag: str) -> None:

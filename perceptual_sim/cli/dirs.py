@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import check_output, write_output
+from ..files import check_not_input, check_output, write_output
 from .options import (
     UsageError,
     add_image_options,
@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None and args.report.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--report {args.report}: the report is an HTML page; give a file name ending in .html")
     device = torch_device(args.device)
-    (files_a, unreadable_a), (files_b, unreadable_b) = _image_files(args.dir_a), _image_files(args.dir_b)
+    special: list[str] = []  # image names that are not regular files, skipped
+    (files_a, unreadable_a), (files_b, unreadable_b) = _image_files(args.dir_a, special), _image_files(args.dir_b, special)
+    check_not_input(outputs, [*files_a.values(), *files_b.values()])
     common = sorted(files_a.keys() & files_b.keys())
     only_a, only_b = sorted(files_a.keys() - files_b.keys()), sorted(files_b.keys() - files_a.keys())
     unpaired = "warning" if args.allow_unpaired else "error"
@@ -101,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     _list_paths(f"files in {args.dir_b} only (no counterpart in {args.dir_a})", only_b, prefix=unpaired)
     _list_paths("folders that could not be read (their files are missing from the pairs)",
                 unreadable_a + unreadable_b, prefix="error")
-    problems = bool(unreadable_a or unreadable_b or ((only_a or only_b) and not args.allow_unpaired))
+    _list_paths("image names that are not regular files, skipped (FIFOs, devices, sockets, links to nothing)",
+                special, prefix="error")
+    problems = bool(unreadable_a or unreadable_b or special or ((only_a or only_b) and not args.allow_unpaired))
     if not common:
         raise ValueError(f"no image pairs: {args.dir_a} has {len(files_a)} images, {args.dir_b} has {len(files_b)}, "
                          "and none share a relative path")
@@ -166,10 +170,11 @@ def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: lis
                  title=safe(f"{args.dir_a} vs {args.dir_b}"), overwrite=args.force)
 
 
-def _image_files(root: Path) -> tuple[dict[str, Path], list[str]]:
+def _image_files(root: Path, special: list[str] | None = None) -> tuple[dict[str, Path], list[str]]:
     """Image files under ``root``, keyed by relative POSIX path, and the folders that could not be
-    read (with why). Hidden names and linked folders are skipped; the walk keeps its own stack,
-    so any depth the file system allows is walked."""
+    read (with why); the image names that are not regular files (FIFOs, devices, sockets, links to
+    nothing or to one) are never opened, and appended to ``special``. Hidden names and linked
+    folders are skipped; the walk keeps its own stack, so any depth the file system allows is walked."""
     from ..images import IMAGE_SUFFIXES
 
     out: dict[str, Path] = {}
@@ -189,8 +194,11 @@ def _image_files(root: Path) -> tuple[dict[str, Path], list[str]]:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((Path(entry.path), f"{rel}{entry.name}/"))
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
-                    out[rel + entry.name] = Path(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    if entry.is_file():
+                        out[rel + entry.name] = Path(entry.path)
+                    elif not entry.is_dir() and special is not None:  # a linked folder is skipped as documented
+                        special.append(entry.path)
             except OSError as exc:
                 unreadable.append(f"{entry.path}: {exc.strerror or exc}")
     return out, unreadable
