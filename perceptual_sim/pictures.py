@@ -340,3 +340,105 @@ code {{ font-size: 12px; }}
 </html>
 """
 
+
+
+# ----------------------------------------------------------------------------- pages of the generative commands
+Cell = tuple[str, "float | int | str | None"]
+"""A table cell: its text, and the value it sorts by (a number, or None for the text)."""
+
+
+def figure(pixels: Tensor | Image.Image, caption: str) -> str:
+    """One captioned thumbnail (at most :data:`THUMBNAIL` px a side), inlined."""
+    im = pixels if isinstance(pixels, Image.Image) else _image(pixels)
+    return (f'<figure><img src="{_data_uri(im)}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def write_page(
+    path: str | os.PathLike[str], *, title: str, info: dict[str, Any], sections: Sequence[tuple[str, str]],
+    headers: Sequence[tuple[str, bool]], rows: Sequence[Sequence[Cell]], overwrite: bool = False,
+) -> None:
+    """Write one offline HTML page in the style of the ``dirs`` report: the info table, ``sections``
+    (heading, HTML) and a table sortable by clicking a column's title.
+
+    Args:
+        headers: each column's title and whether it sorts as a number.
+        rows: the table's cells (text, sort value), escaped here.
+    """
+    head = "".join(f'<th{" data-type=number" if numeric else ""}>{html.escape(h)}</th>' for h, numeric in headers)
+    body = "\n".join("<tr>" + "".join(
+        f'<td data-value="{"" if v is None else html.escape(repr(v) if isinstance(v, float) else str(v))}">'
+        f"{html.escape(text)}</td>" for text, v in row) + "</tr>" for row in rows)
+    page = _PAGE.split("<h2>Summary</h2>")[0].format(title=html.escape(title), info="".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in info.items()))
+    page += "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
+    page += (f'<h2>Every image</h2>\n<p>Click a column\'s title to sort by it.</p>\n<table id="pairs">\n'
+             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n<script>{_SCRIPT}</script>\n"
+             "</body>\n</html>\n")
+    try:
+        write_atomic(Path(path), page.encode("utf-8"), overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force on the command line) to replace it") from None
+
+
+_SERIES_COLOURS = [(181, 54, 122), (40, 110, 180), (230, 140, 20), (60, 150, 60)]
+
+
+def render_plot(series: dict[str, Sequence[float]], *, title: str, xlabel: str, ylabel: str,
+                marks: Sequence[int] = (), size: tuple[int, int] = (900, 380)) -> Image.Image:
+    """Line plot of one or more series against their index (e.g. distance per frame), with axes, a
+    legend, and ``marks`` (indices of the first series) circled."""
+    if not series or not all(len(v) for v in series.values()):
+        raise ValueError("a plot needs at least one non-empty series")
+    width, height = size
+    left, right, top, bottom = 70, 20, 70, 50
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in series.values()])
+    if not np.isfinite(values).all():
+        raise ValueError("plot values must be finite")
+    hi = float(values.max()) or 1.0
+    n = max(len(v) for v in series.values())
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=12)
+
+    def xy(i: float, v: float) -> tuple[float, float]:
+        return (left + (width - left - right) * (i / max(1, n - 1)),
+                height - bottom - (height - top - bottom) * v / hi)
+
+    for k in range(5):  # horizontal grid lines and value labels
+        v = hi * k / 4
+        y = xy(0, v)[1]
+        draw.line([(left, y), (width - right, y)], fill=(225, 225, 225))
+        draw.text((left - 6, y), f"{v:.3g}", fill="black", font=font, anchor="rm")
+    for k in range(min(n, 6)):  # index labels
+        i = round((n - 1) * k / max(1, min(n, 6) - 1))
+        draw.text((xy(i, 0)[0], height - bottom + 6), str(i), fill="black", font=font, anchor="ma")
+    draw.line([(left, top), (left, height - bottom), (width - right, height - bottom)], fill="black")
+    for (label, v), colour in zip(series.items(), _SERIES_COLOURS):
+        points = [xy(i, float(x)) for i, x in enumerate(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        else:
+            draw.ellipse([points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2], fill=colour)
+    first = np.asarray(next(iter(series.values())), dtype=np.float64)
+    for i in marks:
+        x, y = xy(i, float(first[i]))
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], outline="black", width=2)
+    draw.text((left, 14), title, fill="black", font=ImageFont.load_default(size=14), anchor="lm")
+    legend_x = left
+    for label, colour in zip(series, _SERIES_COLOURS):
+        draw.rectangle([legend_x, 31, legend_x + 14, 41], fill=colour)
+        draw.text((legend_x + 20, 36), label, fill="black", font=font, anchor="lm")
+        legend_x += 30 + int(draw.textlength(label, font=font))
+    draw.text(((left + width - right) / 2, height - 14), xlabel, fill="black", font=font, anchor="mm")
+    draw.text((8, top - 12), ylabel, fill="black", font=font, anchor="lm")
+    return canvas
+
+
+def save_plot(path: str | os.PathLike[str], series: dict[str, Sequence[float]], *, overwrite: bool = False,
+              **options: Any) -> None:
+    """Write :func:`render_plot`'s picture as a PNG (atomically; an existing file only with ``overwrite``)."""
+    try:
+        write_atomic(Path(path), _png(render_plot(series, **options)), overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--force on the command line) to replace it") from None

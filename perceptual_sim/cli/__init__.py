@@ -33,6 +33,10 @@ from .options import UsageError, error
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("distance between two images (the default: `perceptual-sim A B`)", "compare"),
     "dirs": ("distances between same-named images of two folders", "dirs"),
+    "diversity": ("mean pairwise distance among a generator's samples (per input, or all pairs)", "diversity"),
+    "nearest": ("each generated image's nearest training images (memorisation check)", "nearest"),
+    "systems": ("which system's outputs are closer to the references (paired, with intervals)", "systems"),
+    "video": ("per-frame distances and tLPIPS flicker between two videos or frame folders", "video"),
     "list": ("the models bundled with the package, and those `download` fetches", "listing"),
     "download": ("fetch and verify a model (an LPIPS reference, or a Hub model for offline use)", "download"),
     "push": ("upload a model (card + safetensors) to a Hugging Face Hub repo", "push"),
