@@ -53,11 +53,12 @@ def provenance(model: PerceptualDistance, mode: str | None = None) -> dict[str, 
             "feature_blur": model.card.feature_blur, "version": __version__}
 
 
-def vectors(model: PerceptualDistance, x: Tensor, mode: str | None = None) -> Tensor:
+def vectors(model: PerceptualDistance, x: Tensor, mode: str | None = None, *,
+            input_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
     """N x D float32 vectors of a batch whose squared Euclidean distances are the ``mode`` distances
     (``model.pairwise(model.embed(a), model.embed(b))`` equals their squared distances)."""
     mode = model._mode(mode)
-    maps = model._mode_maps(mode, model.embed(x).maps)
+    maps = model._mode_maps(mode, model.embed(x, input_range=input_range).maps)
     with torch.autocast(x.device.type, enabled=False):
         return torch.cat(embedding(mode, maps, model._weights()), 1)
 
@@ -192,8 +193,10 @@ def _embed_all(model: PerceptualDistance, mode: str, paths: Sequence[Path], **op
 
 
 def _rows_sq(a: Tensor, b: Tensor) -> Tensor:
-    """Squared distances of matching rows, float64 (exactly 0 for equal rows)."""
-    return (a.double() - b.double()).pow(2).sum(1)
+    """Squared distances of matching rows, float64 (exactly 0 for equal rows); 2**22 values at a time."""
+    step = max(1, (1 << 22) // max(1, a.shape[1]))
+    return torch.cat([(a[s : s + step].double() - b[s : s + step].double()).pow(2).sum(1)
+                      for s in range(0, len(a), step)]) if len(a) else torch.zeros(0, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- diversity
@@ -365,7 +368,7 @@ def nearest(
         raise ValueError("no generated image could be read")
     failed = [(str(p), why) for p, why in q.failed]
     g, dim = q.vectors.shape
-    best_d = torch.full((g, k), float("inf"))
+    best_d = torch.full((g, k), float("inf"), dtype=torch.float64)
     best_i = torch.full((g, k), -1, dtype=torch.long)
     chunk = min(chunk, len(train))
     stream = {"batch_size": chunk, "max_pixels": max_pixels, "errors": errors, "size": q.size}
@@ -375,8 +378,11 @@ def nearest(
             failed += [(str(p), why) for p, why in part.failed]
             if not part.index:
                 continue
-            d = squared_cdist(q.vectors, part.vectors)
-            ids = torch.tensor(part.index).expand(g, -1)
+            # the chunk's k best by the matmul, their distances recomputed directly (float64, 0 for copies)
+            top = squared_cdist(q.vectors, part.vectors).topk(min(k, len(part.index)), 1, largest=False).indices
+            rows = torch.arange(g).repeat_interleave(top.shape[1])
+            d = _rows_sq(q.vectors[rows], part.vectors[top.flatten()]).view(g, -1)
+            ids = torch.tensor(part.index)[top]
             best_d, pos = torch.cat([best_d, d], 1).topk(k, 1, largest=False, sorted=True)
             best_i = torch.cat([best_i, ids], 1).gather(1, pos)
     else:
@@ -412,7 +418,7 @@ def nearest(
             ids = torch.tensor([need[i] for i in part.index])
             slot[ids] = torch.arange(len(ids))
             rows, cols = (slot[cand] >= 0).nonzero(as_tuple=True)
-            step = 1 << 14
+            step = max(1, (1 << 22) // dim)
             for s in range(0, len(rows), step):
                 r, col = rows[s : s + step], cols[s : s + step]
                 exact[r, col] = _rows_sq(q.vectors[r], part.vectors[slot[cand[r, col]]])
@@ -421,7 +427,7 @@ def nearest(
         best_i = cand.gather(1, pos)
     if int((best_i < 0).sum()):
         raise ValueError(f"fewer than k={k} training images could be read")
-    return Nearest([gen[i] for i in q.index], train, best_i.numpy(), best_d.double().numpy(), index, bound, failed,
+    return Nearest([gen[i] for i in q.index], train, best_i.numpy(), best_d.numpy(), index, bound, failed,
                    provenance(model, mode))
 
 

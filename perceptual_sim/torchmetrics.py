@@ -103,3 +103,55 @@ def _looks_unit_range(*images: Any) -> bool:
     """Whether these float batches hold values, none of them negative (a hint of [0, 1] images)."""
     floats = [t for t in images if isinstance(t, Tensor) and t.is_floating_point() and t.numel()]
     return bool(floats) and all(bool(t.detach().min() >= 0) for t in floats)
+
+
+class PerceptualDiversityMetric(Metric):
+    """Diversity of a generator's samples, input by input (the BicycleGAN / MUNIT protocol): each
+    ``update`` takes K >= 2 samples of each of N inputs and keeps, per input, the mean distance
+    over its K (K - 1) / 2 pairs; ``compute`` averages over every input (and every process).
+    Higher is more diverse; identical samples give 0.
+
+    Args:
+        model, mode, normalize, **kwargs: as for :class:`PerceptualDistanceMetric`.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    scores: list[Tensor]
+
+    def __init__(self, model: str | None = None, *, mode: str | None = None, normalize: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(normalize, bool):
+            raise ValueError(f"normalize must be True (images in [0, 1]) or False (in [-1, 1]), got {normalize!r}")
+        self.model = PerceptualDistance.from_pretrained(model or DEFAULT_MODEL, mode=mode)
+        self.normalize = normalize
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+
+    def update(self, samples: Tensor) -> None:
+        """Samples of N inputs, N x K x 3 x H x W (or K x 3 x H x W for one input), K >= 2."""
+        from .distances import squared_cdist
+        from .generative import vectors
+
+        if not isinstance(samples, Tensor) or samples.dim() not in (4, 5):
+            shape = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
+            raise ValueError(f"samples must be N x K x 3 x H x W (K samples of each of N inputs) or K x 3 x H x W, "
+                             f"got {shape}")
+        if samples.dim() == 4:
+            samples = samples[None]
+        n, k = samples.shape[:2]
+        if k < 2:
+            raise ValueError(f"diversity needs at least 2 samples per input, got K = {k} (shape {tuple(samples.shape)})")
+        input_range = (0.0, 1.0) if self.normalize else (-1.0, 1.0)
+        with torch.inference_mode():
+            v = vectors(self.model, samples.flatten(0, 1), input_range=input_range).view(n, k, -1)
+            scores = torch.stack([squared_cdist(e, e).double().sum() / (k * (k - 1)) for e in v])
+        self.scores.append(scores.float().clone())
+
+    def compute(self) -> Tensor:
+        """The mean per-input diversity over every input so far."""
+        if isinstance(self.scores, list) and not self.scores:
+            raise ValueError("no samples yet: call update(samples) before compute()")
+        return dim_zero_cat(self.scores).mean()
