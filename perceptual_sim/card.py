@@ -276,12 +276,8 @@ def check_tensor_file(card: ModelCard, path: Path) -> None:
     _check_digest(card, path, h.hexdigest())
 
 
-def check_sha256(card: ModelCard, path: Path) -> None:
-    """Raise :class:`WeightsError` unless the file's sha256 is the card's."""
-    _check_digest(card, path, sha256_file(path))
-
-
 def _check_digest(card: ModelCard, path: Path, digest: str) -> None:
+    """Raise :class:`WeightsError` unless ``digest``, the tensor file's sha256, is the card's."""
     if digest != card.sha256:
         raise WeightsError(
             f"tensor file {path} has sha256 {digest}, but the card of {card.name!r} says "

@@ -2,29 +2,43 @@
 
 ``hf-hub:ORG/NAME[@REVISION]`` names ``card.json`` and ``model.safetensors`` of a Hub repo, fetched
 through ``huggingface_hub`` (which honours ``HF_HUB_OFFLINE``, ``HF_HOME``, ``HF_HUB_CACHE`` and
-``HF_ENDPOINT``). A download that fails any check is removed from the Hugging Face cache, so the
-next load downloads it again. This module reads and writes files only: it builds no model.
+``HF_ENDPOINT``). Each file's size, as the Hub's metadata announces it, is checked before it is
+downloaded (a card at most :data:`~perceptual_sim.card.MAX_CARD_BYTES`, the tensor file at most what
+the card's architecture needs); a download is stopped where it passes that size or its deadline
+(:data:`DEADLINE_ENV` seconds per file, default :data:`DEADLINE_S`; huggingface_hub's connect and read
+timeouts, ``HF_HUB_ETAG_TIMEOUT`` and ``HF_HUB_DOWNLOAD_TIMEOUT``, apply too). A download that fails
+any check is removed from the Hugging Face cache, so the next load downloads it again. This module
+reads and writes files only: it builds no model.
 """
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import json
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 from .card import (
     CARD_FILE,
+    MAX_CARD_BYTES,
     TENSOR_FILE,
     ModelCard,
     ModelNotFoundError,
     WeightsError,
-    check_regular,
-    check_sha256,
+    check_tensor_file,
+    max_tensor_bytes,
     read_card,
 )
 
 HUB_PREFIX = "hf-hub:"
+DEADLINE_ENV = "PERCEPTUAL_SIM_HUB_DEADLINE"
+DEADLINE_S = 600.0
+"""Seconds one file's download (its metadata requests included) may take, unless :data:`DEADLINE_ENV` says."""
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -65,9 +79,23 @@ def download(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> tupl
         f"On a machine with network run `perceptual-sim download hf-hub:{spec}` (then HF_HUB_OFFLINE=1 "
         f"loads it from the cache), or pass a local folder holding {CARD_FILE} + {TENSOR_FILE}."
     )
-    paths = {}
+    paths: dict[str, Path] = {}
+    card = None
+    _install_guard()
     for filename in (CARD_FILE, TENSOR_FILE):
+        if card is None:
+            limit, why = MAX_CARD_BYTES, "a model card may hold"
+        else:
+            limit, why = max_tensor_bytes(card), f"architecture {card.arch!r} of its card needs at most"
+        where = f"{filename} of Hub repo {repo_id!r} at revision {rev!r}"
+        deadline = time.monotonic() + _deadline_s()
+        token = _budget.set(_Budget(limit, deadline, where, why))
         try:
+            size = _announced_size(repo_id, filename, revision or None)
+            if size is not None and size > limit:
+                raise WeightsError(f"{where} is {size:,} bytes (as the Hub announces it), more than the {limit:,} bytes "
+                                   f"{why}: refused before downloading it")
+            _budget.set(_Budget(min(limit, size) if size is not None else limit, deadline, where, why))
             paths[filename] = Path(
                 hf_hub_download(
                     repo_id,
@@ -78,6 +106,10 @@ def download(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> tupl
                     library_version=__version__,
                 )
             )
+        except _Stopped as exc:
+            raise exc.error from None
+        except WeightsError:
+            raise
         except LocalEntryNotFoundError as exc:
             why = (
                 "HF_HUB_OFFLINE=1 is set"
@@ -103,13 +135,131 @@ def download(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> tupl
                 f"could not download {filename} of hf-hub:{spec} ({type(exc).__name__}: {_first_line(exc)}); "
                 f"{sought}. {remedy}"
             ) from exc
+        finally:
+            _budget.reset(token)
+        if card is None:
+            try:
+                card = read_card(paths[CARD_FILE])
+            except WeightsError as exc:
+                raise evict(f"{HUB_PREFIX}{spec}", paths[CARD_FILE], exc) from None
+    assert card is not None
     try:
-        card = read_card(paths[CARD_FILE])
-        check_regular(paths[TENSOR_FILE], "tensor file")
-        check_sha256(card, paths[TENSOR_FILE])
+        check_tensor_file(card, paths[TENSOR_FILE])
     except WeightsError as exc:
         raise evict(f"{HUB_PREFIX}{spec}", paths[TENSOR_FILE], exc) from None
     return card, paths[TENSOR_FILE]
+
+
+class _Budget:
+    """What the download in progress may take: ``limit`` bytes, until ``deadline`` (monotonic)."""
+
+    def __init__(self, limit: int, deadline: float, where: str, why: str) -> None:
+        self.limit, self.deadline, self.where, self.why = limit, deadline, where, why
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _Stopped(ModelNotFoundError(
+                f"{self.where}: the download took longer than its deadline of {_deadline_s():g} s and was stopped "
+                f"(set {DEADLINE_ENV} to allow more)"))
+
+    def check_size(self, size: int) -> None:
+        if size > self.limit:
+            raise _Stopped(WeightsError(
+                f"{self.where}: the Hub sent more than {self.limit:,} bytes (its announced size, at most the bytes "
+                f"{self.why}); the download was stopped"))
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("perceptual_sim_hub_budget", default=None)
+
+
+class _Stopped(Exception):
+    """Raised inside huggingface_hub's HTTP client to stop a download; carries the error to report."""
+
+    def __init__(self, error: ValueError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _deadline_s() -> float:
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    try:
+        value = float(text) if text else DEADLINE_S
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{DEADLINE_ENV}={text!r}: expected a positive number of seconds")
+    return value
+
+
+def _announced_size(repo_id: str, filename: str, revision: str | None) -> int | None:
+    """The file's size from the Hub's metadata; None offline, or when the Hub does not say
+    (``hf_hub_download`` then reports the failure, or finds the file in the cache)."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        return get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision),
+                                    library_name="perceptual_sim", library_version=__version__).size
+    except _Stopped:
+        raise
+    except Exception:  # network and HTTP errors: hf_hub_download meets them again and says what they are
+        return None
+
+
+def _install_guard() -> None:
+    """Make huggingface_hub's HTTP client enforce the budget of the download in progress (size and
+    deadline, checked on every chunk received), unless the user gave it a client factory of their own."""
+    from huggingface_hub.utils import _http
+
+    if getattr(_http, "_GLOBAL_CLIENT_FACTORY", None) is not getattr(_http, "default_client_factory", None):
+        return  # already installed, or the user's own factory (then only the announced sizes are checked)
+
+    def factory() -> Any:
+        client = _http.default_client_factory()
+        stream_type = importlib.import_module(type(client).__module__.split(".")[0]).SyncByteStream
+        client._transport = _Guard(client._transport, stream_type)
+        client._mounts = {k: v and _Guard(v, stream_type) for k, v in client._mounts.items()}
+        return client
+
+    _http.set_client_factory(factory)
+
+
+class _Guard:
+    """An HTTP transport that applies the current :class:`_Budget` to the requests and bodies it passes on."""
+
+    def __init__(self, inner: Any, stream_type: type) -> None:
+        self.inner, self.stream_type = inner, stream_type
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def handle_request(self, request: Any) -> Any:
+        budget = _budget.get()
+        if budget is None:
+            return self.inner.handle_request(request)
+        budget.check_time()
+        response = self.inner.handle_request(request)
+        length = response.headers.get("Content-Length", "")
+        if request.method == "GET" and response.status_code == 200:
+            if length.isdigit():
+                budget.check_size(int(length))
+            stream = response.stream
+
+            class Counted(self.stream_type):  # type: ignore[misc, name-defined]
+                def __iter__(self) -> Iterator[bytes]:
+                    received = 0
+                    for chunk in stream:
+                        received += len(chunk)
+                        budget.check_size(received)
+                        budget.check_time()
+                        yield chunk
+
+                def close(self) -> None:
+                    stream.close()
+
+            response.stream = Counted()
+        return response
 
 
 def evict(model: str, tensor_path: Path, exc: Exception) -> WeightsError:

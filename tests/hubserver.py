@@ -13,7 +13,8 @@ Uploads (what ``HfApi.create_repo`` and ``HfApi.create_commit`` send): ``POST /a
 bytes come base64 in the commit) and ``POST /api/models/{org}/{name}/commit/{revision}`` (NDJSON).
 With ``token`` set, uploads without ``Authorization: Bearer <token>`` get a 401.
 
-Faults: :meth:`HubServer.fail` makes a repo answer an HTTP status (e.g. 500); :meth:`HubServer.stop`
+Faults: :meth:`HubServer.fail` makes a repo answer an HTTP status (e.g. 500); :meth:`HubServer.hostile`
+makes one file announce a size and send another, or trickle its bytes, or never answer; :meth:`HubServer.stop`
 or :func:`closed_endpoint` give a Hub that is down; a repo can hold any bytes (a tensor file that
 differs from its card's sha256, or only ``pytorch_model.bin``).
 
@@ -52,6 +53,18 @@ class Repo:
 
 
 @dataclass(frozen=True)
+class Hostile:
+    """A file served by a hostile Hub: ``announce`` bytes in the metadata, ``send`` bytes in the body
+    (without a Content-Length: until the connection closes), one byte per ``byte_every`` seconds
+    (0: at once); ``mute``: never answer at all (the connection is held open for ``mute`` seconds)."""
+
+    announce: int = 0
+    send: int = 0
+    byte_every: float = 0.0
+    mute: float = 0.0
+
+
+@dataclass(frozen=True)
 class Request:
     """One request the server answered."""
 
@@ -72,6 +85,7 @@ class HubServer:
         self.token = token
         self.private: dict[str, bool] = {}
         self.faults: dict[str, int] = {}
+        self.hostiles: dict[tuple[str, str], Hostile] = {}
         self.lfs_delay = lfs_delay
         self._blobs: dict[str, bytes] = {}
         self._log: list[Request] = []
@@ -108,6 +122,11 @@ class HubServer:
                 if name.endswith(LFS_SUFFIXES):
                     self._blobs[hashlib.sha256(data).hexdigest()] = data
         return sha
+
+    def hostile(self, repo_id: str, filename: str, behaviour: Hostile) -> None:
+        """Serve ``filename`` of ``repo_id`` (main) as ``behaviour`` says; the repo gets a commit holding it."""
+        self.commit(repo_id, {filename: b""})
+        self.hostiles[(repo_id, filename)] = behaviour
 
     def fail(self, repo_id: str, status: int) -> None:
         """Answer every request for ``repo_id`` with ``status``."""
@@ -206,6 +225,11 @@ def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
             self._send(status, {"Content-Type": "application/json", **headers}, payload, body=True)
 
         def _reply(self, *, body: bool) -> None:
+            parts = [unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+            hostile = None if cdn or len(parts) < 5 else server.hostiles.get(("/".join(parts[:2]), "/".join(parts[4:])))
+            if hostile is not None:
+                self._hostile(hostile, server.repos["/".join(parts[:2])].refs["main"], body=body)
+                return
             if cdn:
                 data = server._blobs.get(self.path.strip("/"))
                 status, headers, payload = (200, {}, data) if data is not None else (404, {}, b"no such blob")
@@ -214,6 +238,30 @@ def _handler(server: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
             else:
                 status, headers, payload = server._answer(self.path)
             self._send(status, headers, payload, body=body)
+
+        def _hostile(self, hostile: Hostile, sha: str, *, body: bool) -> None:
+            server._record(self.command, self.path, 200)
+            if hostile.mute:
+                time.sleep(hostile.mute)
+                return
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", sha)
+            self.send_header("ETag", f'"{hashlib.sha1(self.path.encode()).hexdigest()}"')
+            if not body:
+                self.send_header("Content-Length", str(hostile.announce))
+                self.end_headers()
+                return
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = 1 if hostile.byte_every else 1 << 16
+            try:
+                for start in range(0, hostile.send, chunk):
+                    self.wfile.write(b" " * min(chunk, hostile.send - start))
+                    self.wfile.flush()
+                    time.sleep(hostile.byte_every)
+            except OSError:  # the client hung up
+                pass
 
         def _send(self, status: int, headers: dict[str, str], payload: bytes, *, body: bool) -> None:
             server._record(self.command, ("cdn:" if cdn else "") + self.path, status)

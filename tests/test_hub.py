@@ -26,7 +26,7 @@ import pytest
 import torch
 from helpers import make_model
 from hubclient import pair, weights_digest
-from hubserver import HubServer, client_env, closed_endpoint, finish_client, start_client
+from hubserver import Hostile, HubServer, client_env, closed_endpoint, finish_client, start_client
 
 from perceptual_sim import PerceptualDistance, WeightsError
 from perceptual_sim.registry import bundled_names
@@ -373,3 +373,42 @@ def test_push_refuses_bad_input_before_any_upload(tmp_path):
             result = _push(model, repo, env)
             assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert server.requests() == []
+
+
+# ----------------------------------------------------------------------------- a hostile Hub
+HOSTILE_HUB = {
+    # (file, behaviour, the error's type, what its message says)
+    "5 GB card announced": ("card.json", Hostile(announce=5 << 30, send=5 << 30), "WeightsError",
+                            ["5,368,709,120 bytes", "1,048,576", "refused before downloading"]),
+    "card larger than announced": ("card.json", Hostile(announce=100, send=64 << 20), "WeightsError",
+                                   ["more than 100 bytes", "stopped"]),
+    "a byte every 2 s": ("card.json", Hostile(announce=1000, send=1000, byte_every=2.0), "ModelNotFoundError",
+                         ["deadline of 3 s", "PERCEPTUAL_SIM_HUB_DEADLINE"]),
+    "never answers": ("card.json", Hostile(mute=120), "ModelNotFoundError", ["card.json"]),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_hub(tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """Each hostile repo loaded by its own client, side by side; each result has its wall time ``s``."""
+    import time
+
+    with HubServer() as server:
+        for i, (filename, behaviour, _, _) in enumerate(HOSTILE_HUB.values()):
+            server.hostile(f"org/hostile{i}", filename, behaviour)
+        env = {**client_env(server.endpoint, tmp_path_factory.mktemp("hostile") / "cache"),
+               "PERCEPTUAL_SIM_HUB_DEADLINE": "3"}
+        start = time.monotonic()
+        procs = {name: start_client([load(f"hf-hub:org/hostile{i}")], env) for i, name in enumerate(HOSTILE_HUB)}
+        out = {}
+        for name, proc in procs.items():
+            out[name] = {**finish_client(proc, timeout=120)[0], "s": time.monotonic() - start}
+        return out
+
+
+@pytest.mark.parametrize("case", HOSTILE_HUB)
+def test_hostile_hub_files_are_bounded_in_size_and_time(hostile_hub, case):
+    filename, _, kind, parts = HOSTILE_HUB[case]
+    result = hostile_hub[case]
+    _error(result, kind, filename, f"org/hostile{list(HOSTILE_HUB).index(case)}", *parts)
+    assert result["s"] < 60, f"{case} took {result['s']:.0f} s"
