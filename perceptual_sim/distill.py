@@ -120,12 +120,12 @@ def distort(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
 
 
 def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """With probability ``p`` (per batch), a random square crop of 32-56 px resized back to the
-    batch's size (bilinear): smoother pixels, as in large images; else a crop after 4 px reflect
+    """With probability ``p`` (per batch), a random square crop of 1/2 to 7/8 of the side resized back
+    to the batch's size (bilinear): smoother pixels, as in large images; else a crop after 4 px reflect
     padding. Then a random horizontal flip per image."""
     n, _, h, w = x.shape
     if torch.rand(1, generator=gen).item() < p:
-        side = int(torch.randint(32, 57, (1,), generator=gen).item())
+        side = int(torch.randint(h // 2, h * 7 // 8 + 1, (1,), generator=gen).item())
         i, j = (int(torch.randint(0, h - side + 1, (1,), generator=gen).item()) for _ in range(2))
         x = F.interpolate(x[:, :, i : i + side, j : j + side], size=(h, w), mode="bilinear", align_corners=False)
     else:

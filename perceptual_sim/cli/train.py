@@ -1,4 +1,5 @@
-"""``perceptual-sim train run|export|list``: train a classifier that becomes a metric (:mod:`perceptual_sim.train`)."""
+"""``perceptual-sim train run|distill|export|list``: train a classifier that becomes a metric
+(:mod:`perceptual_sim.train`), or distil a teacher's feature maps into a student (:mod:`perceptual_sim.distill`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from .options import UsageError, feature_blur, json_object, non_negative_float, 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from ..backbones import ARCHITECTURES
+    from ..distill import DistillRecipe
     from ..train import Recipe
 
     defaults = Recipe(data="")  # the training defaults shown in `train run --help`
     trainable = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
     t = subparsers.add_parser("train", description="Train classifiers that become metrics (see perceptual_sim.train).")
-    sub = t.add_subparsers(title="commands", metavar="{run,export,list}", required=True)
+    sub = t.add_subparsers(title="commands", metavar="{run,distill,export,list}", required=True)
 
     r = sub.add_parser("run", help="train, or resume, a run",
                        description="Train a classifier on DATA/train, validating on DATA/val, with dense "
@@ -54,6 +56,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     r.set_defaults(func=run)
+
+    dd = DistillRecipe(data="")
+    d = sub.add_parser("distill", help="distil EfficientNet-Lite0's feature maps into a small student, or resume",
+                       description="Train a conv_student on the images of DATA/train so that its unit-normalised maps "
+                                   "match EfficientNet-Lite0's at strides 2, 4, 8 (and 16), the metric's own spatial term "
+                                   "as the loss. Needs `perceptual-sim download efficientnet-lite0` once. Re-run the same "
+                                   "command to resume.")
+    d.add_argument("--data", type=Path, required=True, help="folder holding train/ and val/ image folders")
+    d.add_argument("--out", type=Path, required=True, help="the run's folder (checkpoints, log.csv)")
+    d.add_argument("--arch-args", type=json_object, default={}, metavar="JSON",
+                   help='conv_student arguments, e.g. \'{"widths": [16, 32, 64, 0], "depths": [1, 1, 1, 0], '
+                        '"heads": [16, 24, 40, 0]}\' (heads: the teacher\'s channels at each stride, 16 / 24 / 40 / 112)')
+    d.add_argument("--steps", type=positive_int, default=dd.steps, help=f"default {dd.steps}")
+    d.add_argument("--batch-size", type=positive_int, default=dd.batch_size, help=f"default {dd.batch_size}")
+    d.add_argument("--lr", type=positive_float, default=dd.lr, help=f"AdamW peak learning rate (default {dd.lr:g})")
+    d.add_argument("--seed", type=int, default=dd.seed, help=f"default {dd.seed}")
+    d.add_argument("--photometric", type=non_negative_float, default=dd.photometric,
+                   help=f"strength of the global photometric augmentation (default {dd.photometric:g})")
+    d.add_argument("--distort", type=non_negative_float, default=dd.distort,
+                   help=f"share of images given noise or blur (default {dd.distort:g})")
+    d.add_argument("--shift-consistency", type=non_negative_float, default=dd.shift_consistency, metavar="W",
+                   help=f"as for `train run` (default {dd.shift_consistency:g})")
+    d.add_argument("--cache", type=Path, default=None,
+                   help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
+    d.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    d.set_defaults(func=distill_run)
 
     e = sub.add_parser("export", help="write a checkpoint as a model (card + safetensors)",
                        description="Export checkpoint STEP of RUN as a metric model DEST/NAME.json + .safetensors.")
@@ -98,6 +126,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def distill_run(args: argparse.Namespace) -> int:
+    if not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a folder")
+    from ..distill import DistillRecipe, distill, student_strides
+
+    try:
+        student_strides(args.arch_args)
+    except ValueError as exc:
+        raise UsageError(f"--arch-args: {exc}") from None
+    recipe = DistillRecipe(data=str(args.data.resolve()), arch_args=args.arch_args, steps=args.steps,
+                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, photometric=args.photometric,
+                           distort=args.distort, shift_consistency=args.shift_consistency)
+    try:
+        out = distill(recipe, args.out, cache=args.cache or cache_root() / "datasets", threads=args.threads)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("run the same command again to resume from the last checkpoint") from None
+    print(f"finished {out}; `perceptual-sim train export {out} --step S --name NAME --dest DIR` exports a checkpoint")
+    return 0
+
+
+def _distilled(run: Path) -> bool:
+    import json
+
+    return "teacher" in json.loads((run / "recipe.json").read_text())
+
+
 def _check_run(run: Path) -> None:
     if not (run / "recipe.json").is_file():
         raise UsageError(f"{run} is not a training run (it has no recipe.json)")
@@ -105,10 +161,17 @@ def _check_run(run: Path) -> None:
 
 def export_checkpoint(args: argparse.Namespace) -> int:
     _check_run(args.run)
-    from ..train import export
+    if _distilled(args.run):
+        if args.mode != "spatial" or args.feature_blur:
+            raise UsageError("a distilled student is exported in spatial mode without feature blur (what it was trained for)")
+        from ..distill import export as export_student
 
-    card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode, feature_blur=args.feature_blur,
-                  summary=args.summary, overwrite=args.force)
+        card = export_student(args.run, args.step, args.name, args.dest, summary=args.summary, overwrite=args.force)
+    else:
+        from ..train import export
+
+        card = export(args.run, args.step, args.name, args.dest, default_mode=args.mode,
+                      feature_blur=args.feature_blur, summary=args.summary, overwrite=args.force)
     path = args.dest if args.dest.suffix == ".json" else args.dest / f"{args.name}.json"
     print(f"wrote {path} and {path.with_suffix('.safetensors').name} (sha256 {card.sha256}); "
           f"use it with --model {path}")
@@ -122,6 +185,11 @@ def list_checkpoints(args: argparse.Namespace) -> int:
     records = checkpoints(args.run)
     if not records:
         print(f"no checkpoints in {args.run} yet")
+        return 0
+    if _distilled(args.run):
+        print(f"{'step':>8} {'fidelity':>9} {'train loss':>10}  time   (fidelity: distance to the teacher's maps on val images)")
+        for r in records:
+            print(f"{r['step']:>8} {r['fidelity']:>9.4f} {r['train_loss']:>10.4f}  {r['time']}")
         return 0
     print(f"{'step':>8} {'epoch':>7} {'val top-1':>9} {'val loss':>9} {'train loss':>10}  time")
     for r in records:
