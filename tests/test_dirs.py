@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,13 +218,29 @@ def test_outputs_are_replaced_atomically(tiny_card, tmp_path, monkeypatch, capsy
     assert not (tmp_path / "target.csv").exists()
     out = tmp_path / "scores.json"
     out.write_text("the previous results\n")
-    write_bytes = Path.write_bytes
+    fdopen = os.fdopen
 
-    def interrupted(self: Path, data: bytes) -> int:
-        write_bytes(self, data[: len(data) // 2])
-        raise KeyboardInterrupt
+    class Interrupted:
+        """The temporary output file, interrupted half way through its write."""
 
-    monkeypatch.setattr(Path, "write_bytes", interrupted)
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def __enter__(self) -> Interrupted:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def fileno(self) -> int:
+            return self.f.fileno()
+
+        def write(self, data: bytes) -> int:
+            self.f.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Interrupted(fdopen(fd, mode, *a, **k))
+                        if mode == "wb" else fdopen(fd, mode, *a, **k))
     assert main(["dirs", str(folder), str(folder), "--model", str(tiny_card), "--json", str(out), "--force"]) == 130
     assert out.read_text() == "the previous results\n"  # never half a file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "link.csv", "scores.json"]  # no temporary left

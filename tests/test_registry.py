@@ -14,7 +14,15 @@ import pytest
 from helpers import make_model
 
 from perceptual_sim.card import ModelNotFoundError
-from perceptual_sim.registry import DEFAULT_MODEL, DOWNLOADABLE, bundled_dir, bundled_names, list_models, resolve
+from perceptual_sim.registry import (
+    DEFAULT_MODEL,
+    DOWNLOADABLE,
+    PINNED,
+    bundled_dir,
+    bundled_names,
+    list_models,
+    resolve,
+)
 
 
 @pytest.fixture
@@ -38,7 +46,7 @@ def test_a_bundled_name_wins_over_a_local_folder_of_that_name(elsewhere):
     assert resolve(f"./{DEFAULT_MODEL}")[0].name == "impostor"  # a path names the folder
 
 
-def test_a_downloadable_reference_is_found_in_the_download_folder_only(elsewhere):
+def test_a_downloadable_reference_is_found_in_the_download_folder_only(elsewhere, monkeypatch):
     name = DOWNLOADABLE[0]
     (elsewhere / name).mkdir()
     make_model(elsewhere / name, name=name)  # a local folder of that name is not what the name means
@@ -46,7 +54,9 @@ def test_a_downloadable_reference_is_found_in_the_download_folder_only(elsewhere
                                                            f"{elsewhere / 'cache' / 'perceptual_sim' / 'models'}")):
         resolve(name)
     made = make_model(elsewhere / "cache" / "perceptual_sim" / "models" / name, name=name)
-    assert resolve(name) == (resolve(str(made))[0], made.with_suffix(".safetensors"))
+    card = resolve(str(made))[0]
+    monkeypatch.setitem(PINNED, name, (card.arch, card.arch_args, card.sha256))  # only what the name is pinned to loads
+    assert resolve(name) == (card, made.with_suffix(".safetensors"))
 
 
 def test_local_paths_name_a_card_its_tensor_file_or_a_folder(elsewhere):
