@@ -1,13 +1,17 @@
-"""Fuzz ``perceptual_sim.images.load_image`` with mutated image files (outside CI).
+"""Fuzz ``perceptual_sim.images.load_image`` and ``pil_to_tensor`` with mutated image files (outside CI).
 
     python benchmarks/fuzz_images.py --seconds 180
 
 Seeds are small valid PNG, JPEG, TIFF, WebP and BMP files (grey, 16-bit, palette, alpha,
-EXIF-rotated, animated), and files of formats that must be refused whatever their name (GIF,
-PostScript, PPM, ICO and TGA). Every input must either load as a finite
-3 x H x W float32 tensor in [0, 1] of at most ``--max-pixels`` pixels, decoded by one of the
-formats images.py allows (the restricted decoder set), or raise ``ImageError``; and no input
-may start a process (Pillow's PostScript decoder runs Ghostscript). Anything else (another
+EXIF-rotated, animated), short ones (a PNG whose complete zlib stream holds half its rows, a WebP
+cut inside its bitstream with consistent chunk sizes, a TIFF whose header promises twice the rows
+its strip holds), a multi-page TIFF, and files of formats that must be refused whatever their name
+(GIF, PostScript, PPM, ICO and TGA). Each input goes through ``load_image`` (the file) and through
+``pil_to_tensor`` on the object a caller's unrestricted ``Image.open`` gives. Every input must
+either load as a finite 3 x H x W float32 tensor in [0, 1] of at most ``--max-pixels`` pixels,
+decoded by one of the formats images.py allows (for the file: the restricted decoder set; for
+the PIL object: refused before decoding unless its format is allowed), or raise ``ImageError``;
+and no input may start a process (Pillow's PostScript decoder runs Ghostscript). Anything else (another
 exception, a wrong tensor, another decoder, a process) is a finding: its input is written to
 ``--findings`` once per (exception type, place) and fuzzing goes on. A hang (over
 ``--timeout`` seconds for one input) or a crash of the interpreter stops libFuzzer, which
@@ -24,11 +28,13 @@ import hashlib
 import io
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
 import traceback
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +81,10 @@ def seeds() -> dict[str, bytes]:
     put("lossy.webp", rgb, "WEBP", quality=50)
     put("alpha-lossless.webp", rgba, "WEBP", lossless=True)
     put("rgb.bmp", rgb, "BMP")
+    out.update(short_seeds(out))
+    pages = io.BytesIO()
+    rgb.save(pages, format="TIFF", save_all=True, append_images=[rgb.rotate(90)])
+    out["pages.tif"] = pages.getvalue()
     # refused whatever their name: each must raise ImageError, mutated or not
     out["postscript.eps"] = EPS
     put("rgb.ppm", rgb, "PPM")
@@ -83,15 +93,41 @@ def seeds() -> dict[str, bytes]:
     return out
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def short_seeds(valid: dict[str, bytes]) -> dict[str, bytes]:
+    """Files whose pixel data stops early while their structure stays consistent (each must raise ImageError)."""
+    rows = b"".join(b"\x00" + bytes(range(i, i + 30)) for i in range(6))  # 6 of 12 rows of 10 RGB pixels
+    png = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 10, 12, 8, 2, 0, 0, 0))
+           + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b""))
+    webp = valid["lossy.webp"]
+    kind, size = webp[12:16], struct.unpack("<I", webp[16:20])[0]
+    payload = webp[20 : 20 + size][: size // 2 & ~1]
+    body = b"WEBP" + kind + struct.pack("<I", len(payload)) + payload
+    tif = bytearray(valid["raw.tif"])  # little-endian, IFD first: double ImageLength and RowsPerStrip
+    ifd = struct.unpack("<I", tif[4:8])[0]
+    for i in range(struct.unpack("<H", tif[ifd : ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        tag, kind_code = struct.unpack("<HH", tif[entry : entry + 4])
+        if tag in (257, 278):
+            fmt = "<H" if kind_code == 3 else "<I"
+            (rows_now,) = struct.unpack_from(fmt, tif, entry + 8)
+            struct.pack_into(fmt, tif, entry + 8, 2 * rows_now)
+    return {"short.png": png, "short.webp": b"RIFF" + struct.pack("<I", len(body)) + body, "short.tif": bytes(tif)}
+
+
 class Target:
     """Loads one input through load_image and records findings (unexpected outcomes)."""
 
     def __init__(self, findings: Path, max_pixels: int, seconds: float) -> None:
         from PIL import Image
 
-        from perceptual_sim.images import DECODED_FORMATS, ImageError, load_image
+        from perceptual_sim.images import DECODED_FORMATS, ImageError, load_image, pil_to_tensor
 
-        self.load, self.error = load_image, ImageError
+        self.load, self.from_pil, self.error = load_image, pil_to_tensor, ImageError
+        self.unrestricted_open = Image.open
         self.allowed = {*DECODED_FORMATS, "MPO"}  # MPO: JPEG's multi-picture variant, opened by its decoder
         self.opened: list[str | None] = []
         self.spawned: list[str] = []
@@ -127,23 +163,57 @@ class Target:
         self.opened.clear()
         self.spawned.clear()
         try:
-            x = self.load(self.path, max_pixels=self.max_pixels)
-            _, h, w = x.shape
-            assert x.dim() == 3 and x.shape[0] == 3 and h * w <= self.max_pixels, f"shape {tuple(x.shape)}"
-            assert x.dtype.is_floating_point and x.isfinite().all(), f"dtype {x.dtype} or non-finite values"
-            assert 0 <= float(x.min()) and float(x.max()) <= 1, "values outside [0, 1]"
+            self.check(self.load(self.path, max_pixels=self.max_pixels))
         except self.error:
             pass
         except Exception as exc:  # a finding: anything but ImageError
             self.record(exc, data)
         wrong = f"opened as {self.opened}, not one of {sorted(self.allowed)}"
-        for broken, message in ((not set(self.opened) <= self.allowed, wrong),
+        broken_pil = ""
+        try:  # a caller's own Image.open (every format): it may fail as it likes
+            im = self.unrestricted_open(self.path)
+        except Exception:
+            im = None
+        if im is not None:
+            with im:
+                try:  # pil_to_tensor must give a good tensor of an allowed format, or raise ImageError
+                    self.check(self.from_pil(im, max_pixels=self.max_pixels))
+                    if im.format not in self.allowed:
+                        broken_pil = f"pil_to_tensor decoded a {im.format} image"
+                except self.error:
+                    pass
+                except Exception as exc:
+                    self.record(exc, data)
+        for broken, message in ((bool(broken_pil), broken_pil), (not set(self.opened) <= self.allowed, wrong),
                                 (bool(self.spawned), f"started a process: {self.spawned}")):
             if broken:  # whether or not the load then failed
                 try:
                     raise AssertionError(message)
                 except AssertionError as exc:
                     self.record(exc, data)
+
+    def refuses_short_seeds(self) -> None:
+        """The short and multi-page seeds, unmutated, must raise ImageError from both paths (else a finding)."""
+        for name, data in seeds().items():
+            if not name.startswith(("short.", "pages.")):
+                continue
+            self.path.write_bytes(data)
+            for label, read in (("load_image", self.load), ("pil_to_tensor", lambda p, **k: self.from_pil(self.unrestricted_open(p), **k))):
+                try:
+                    read(self.path, max_pixels=self.max_pixels)
+                except self.error:
+                    continue
+                try:
+                    raise AssertionError(f"{label} accepted the seed {name}")
+                except AssertionError as exc:
+                    self.record(exc, data)
+
+    def check(self, x: object) -> None:
+        """``x`` is a finite 3 x H x W float tensor in [0, 1] of at most ``max_pixels`` pixels."""
+        _, h, w = x.shape
+        assert x.dim() == 3 and x.shape[0] == 3 and h * w <= self.max_pixels, f"shape {tuple(x.shape)}"
+        assert x.dtype.is_floating_point and x.isfinite().all(), f"dtype {x.dtype} or non-finite values"
+        assert 0 <= float(x.min()) and float(x.max()) <= 1, "values outside [0, 1]"
 
     def record(self, exc: Exception, data: bytes) -> None:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -228,8 +298,11 @@ def main(argv: list[str] | None = None) -> int:
 
             Image.init()  # import every format plugin now, so that it is instrumented
             import perceptual_sim.images  # noqa: F401
-        fuzz_atheris(Target(args.findings, args.max_pixels, args.seconds), args.timeout)
+        target = Target(args.findings, args.max_pixels, args.seconds)
+        target.refuses_short_seeds()
+        fuzz_atheris(target, args.timeout)
     target = Target(args.findings, args.max_pixels, args.seconds)
+    target.refuses_short_seeds()
     fuzz_hypothesis(target)
     return target.summary("hypothesis")
 
