@@ -4,6 +4,10 @@ constraint, one JSON line per candidate, for :mod:`select_students` to cross-val
     python benchmarks/distill_sweep.py --runs runs/ds-* --refs efficientnet-lite0 lpips-alex resnet6-pa \
         --out benchmarks/distill/scores.jsonl
 
+References ``stlpips-alex`` and ``stlpips-vgg`` are ST-LPIPS, scored through
+:class:`stlpips_reference.STLPIPS` (their rows' ``sha256`` is that of the wheel's ``.pth``); any
+other reference is loaded with :meth:`PerceptualDistance.from_pretrained`.
+
 Each line holds, for the candidate's default (spatial) mode: the material triplets' 2AFC agreement
 summed per reference material (sum and count, 64 and 256 px, so that folds over materials and
 bootstrap intervals can be computed later), the psychophysics score per family (64 and 256 px,
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stlpips_reference import STLPIPS  # benchmarks/stlpips_reference.py, beside this script
 
 from perceptual_sim import __version__
 from perceptual_sim.distill import export
@@ -36,7 +41,7 @@ MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-
 SIZES = (64, 256)
 
 
-def per_reference(metric: NetMetric, tri: triplets.Triplets) -> dict[str, dict[str, list[float]]]:
+def per_reference(metric: NetMetric | STLPIPS, tri: triplets.Triplets) -> dict[str, dict[str, list[float]]]:
     """{size: {reference: [sum of 2AFC agreements, triplets]}} for the metric's first mode."""
     out = {}
     for size in SIZES:
@@ -51,14 +56,15 @@ def per_reference(metric: NetMetric, tri: triplets.Triplets) -> dict[str, dict[s
     return out
 
 
-def judge(model: PerceptualDistance, tri, proxy, per_family: int, cache: dict) -> dict:
-    metric = NetMetric(model, modes=(model.mode,))
+def judge(metric: NetMetric | STLPIPS, tri, proxy, per_family: int, cache: dict) -> dict:
+    """The scores of one line, for the metric's first mode."""
+    mode = metric.modes[0]
     ps = psych.score_metric(metric, sizes=list(SIZES), per_family=per_family, cache=cache)
-    px = score(metric, proxy, progress=False)[model.mode]
+    px = score(metric, proxy, progress=False)[mode]
     return {
-        "mode": model.mode,
+        "mode": mode,
         "triplets": per_reference(metric, tri),
-        "psych": {str(s): {f: round(e["scores"][str(s)][model.mode]["score"], 5) for f, e in ps["families"].items()}
+        "psych": {str(s): {f: round(e["scores"][str(s)][mode]["score"], 5) for f, e in ps["families"].items()}
                   for s in SIZES},
         "proxy_2afc": round(px["2afc"], 5),
         "flips": {k: round(v, 5) for k, v in px["shift_flips"].items()},
@@ -68,7 +74,8 @@ def judge(model: PerceptualDistance, tri, proxy, per_family: int, cache: dict) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, nargs="*", default=[])
-    ap.add_argument("--refs", nargs="*", default=[], metavar="MODEL", help="model strings scored as references")
+    ap.add_argument("--refs", nargs="*", default=[], metavar="MODEL",
+                    help="model strings (or stlpips-alex, stlpips-vgg) scored as references")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/distill/scores.jsonl"))
     ap.add_argument("--per-family", type=int, default=100)
     ap.add_argument("--images", type=Path, default=Path("/tmp/tin/val"), help="natural images for the proxy")
@@ -94,9 +101,14 @@ def main() -> int:
         if ref in done:
             continue
         t0 = time.time()
-        model = PerceptualDistance.from_pretrained(ref)
-        write({"key": ref, "kind": "reference", "model": ref, "sha256": model.card.sha256,
-               **judge(model, tri, proxy, args.per_family, cache), "package_version": __version__,
+        if ref.startswith("stlpips-"):
+            metric = STLPIPS(ref.removeprefix("stlpips-"))
+            sha256 = metric.sha256
+        else:
+            model = PerceptualDistance.from_pretrained(ref)
+            metric, sha256 = NetMetric(model, modes=(model.mode,)), model.card.sha256
+        write({"key": ref, "kind": "reference", "model": ref, "sha256": sha256,
+               **judge(metric, tri, proxy, args.per_family, cache), "package_version": __version__,
                "shift_protocol": SHIFT_PROTOCOL, "date": time.strftime("%Y-%m-%d")})
         print(f"{ref}: scored in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     while True:
@@ -119,7 +131,8 @@ def main() -> int:
             recipe = json.loads((run / "recipe.json").read_text())
             write({"key": f"{run.name}:{rec['step']}", "kind": "checkpoint", "run": run.name, "step": rec["step"],
                    "steps": recipe["steps"], "fidelity": rec["fidelity"], "arch_args": recipe["arch_args"],
-                   **judge(model, tri, proxy, args.per_family, cache), "package_version": __version__,
+                   **judge(NetMetric(model, modes=(model.mode,)), tri, proxy, args.per_family, cache),
+                   "package_version": __version__,
                    "shift_protocol": SHIFT_PROTOCOL, "date": time.strftime("%Y-%m-%d")})
             t = np.mean([v[0] / v[1] for v in json.loads(args.out.read_text().splitlines()[-1])["triplets"]["64"].values()])
             print(f"{run.name}:{rec['step']}: scored in {time.time() - t0:.0f}s (material @64 per-ref mean {100 * t:.1f})",
