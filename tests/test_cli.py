@@ -172,8 +172,8 @@ def test_list(tiny_card, tmp_path, monkeypatch, capsys):
     assert main(["list"]) == 0
     assert capsys.readouterr().out == (
         f"bundled models (in {tmp_path}):\n  tiny: k22_resnet {{'width': 0.25}}, mode spatial. random weights (tests)\n"
-        f"LPIPS v0.1 references that `perceptual-sim download NAME` makes (in {downloaded}):\n"
-        "  lpips-alex-unweighted\n  lpips-vgg (downloaded)\n  lpips-vgg-unweighted\n")
+        "references that `perceptual-sim download NAME` makes (LPIPS v0.1, the EfficientNet-Lite0 teacher; "
+        f"in {downloaded}):\n  lpips-alex-unweighted\n  lpips-vgg (downloaded)\n  lpips-vgg-unweighted\n  efficientnet-lite0\n")
 
 
 def test_download_verifies_the_weights(tmp_path, capsys):

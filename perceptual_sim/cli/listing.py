@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
         default = " [default]" if card.name == registry.DEFAULT_MODEL else ""
         print(f"  {card.one_line()}{default}")
     downloaded = registry.downloaded_dir()
-    print(f"LPIPS v0.1 references that `perceptual-sim download NAME` makes (in {downloaded}):")
+    print(f"references that `perceptual-sim download NAME` makes (LPIPS v0.1, the EfficientNet-Lite0 teacher; "
+          f"in {downloaded}):")
     for name in registry.DOWNLOADABLE:
         done = (downloaded / name / f"{name}.json").is_file()
         print(f"  {name}{' (downloaded)' if done else ''}")
