@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perceptual_sim.card import save_model
 from perceptual_sim.distances import unit_normalize
 from perceptual_sim.evaluate.triplets import load_square, read_triplets, split_by_reference, two_afc
 from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.models.card import save_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
 

@@ -48,8 +48,8 @@ from speed import bfloat16_twin, distort, natural_images, relative_change  # noq
 
 from perceptual_sim.distances import MODES  # noqa: E402
 from perceptual_sim.metric import PerceptualDistance  # noqa: E402
-from perceptual_sim.card import ModelCard  # noqa: E402
-from perceptual_sim.registry import list_models  # noqa: E402
+from perceptual_sim.models.card import ModelCard  # noqa: E402
+from perceptual_sim.models.registry import list_models  # noqa: E402
 
 device = torch.device(os.environ["DEVICE"])
 if device.type == "cuda" and not torch.cuda.is_available():

@@ -31,7 +31,7 @@ from perceptual_sim.evaluate import psych, triplets
 from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
 from perceptual_sim.files import cache_root
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.registry import list_models
+from perceptual_sim.models.registry import list_models
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_reference import EfficientNetLite0, random_model
@@ -44,7 +44,7 @@ BASELINE = ("lpips-alex", "spatial")
 
 def rows() -> list[tuple[str, object]]:
     """(row name, factory of a metric) in the order of the table; the slow VGG rows last."""
-    from perceptual_sim.convert import lpips_reference
+    from perceptual_sim.models.convert import lpips_reference
 
     def lpips(net: str, lin: bool):
         return lambda: NetMetric(PerceptualDistance.from_pretrained(str(lpips_reference(net, lin))),

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 _EXPORTS = {
-    "DEFAULT_MODEL": "registry",
+    "DEFAULT_MODEL": "models.registry",
     "Features": "metric",
-    "ModelCard": "card",
-    "ModelNotFoundError": "card",
+    "ModelCard": "models.card",
+    "ModelNotFoundError": "models.card",
     "PerceptualDistance": "metric",
-    "WeightsError": "card",
+    "WeightsError": "models.card",
     "clear_cache": "api",
     "distance": "api",
-    "list_models": "registry",
+    "list_models": "models.registry",
     "load": "api",
     "load_image": "images",
 }
@@ -45,10 +45,10 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .api import clear_cache, distance, load
-    from .card import ModelCard, ModelNotFoundError, WeightsError
     from .images import load_image
     from .metric import Features, PerceptualDistance
-    from .registry import DEFAULT_MODEL, list_models
+    from .models.card import ModelCard, ModelNotFoundError, WeightsError
+    from .models.registry import DEFAULT_MODEL, list_models
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .images import load_image, pil_to_tensor
 from .metric import PerceptualDistance
-from .registry import DEFAULT_MODEL
+from .models.registry import DEFAULT_MODEL
 
 ImageInput = Union[Tensor, str, "os.PathLike[str]", Image.Image, np.ndarray]
 """What :func:`distance` takes: a batch tensor, or one image as a file path, PIL image or H x W x 3 array."""

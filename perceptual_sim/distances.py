@@ -15,7 +15,7 @@ the image then move the maps less.
 The distance is the sum over layers. Each term equals ``||e(y0) - e(y1)||²`` for a per-mode
 embedding ``e`` (:func:`embedding`), which is how N x M matrices are computed
 (:func:`squared_cdist`). Everything here returns float32 whatever the input dtype. The names of
-the modes, :data:`MODES`, come from :mod:`perceptual_sim.archs`, where cards are checked without torch.
+the modes, :data:`MODES`, come from :mod:`perceptual_sim.models.archs`, where cards are checked without torch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .archs import MODES
+from .models.archs import MODES
 
 EPS = 1e-10
 CANCELLATION_GUARD = 1 / 16

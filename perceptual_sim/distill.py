@@ -30,9 +30,9 @@ from safetensors.torch import save as save_tensors
 
 from ._version import __version__
 from .backbones import build_backbone
-from .card import ModelCard, save_model
 from .distances import layer_terms
 from .files import write_atomic
+from .models.card import ModelCard, save_model
 from .train import load_dataset, photometric, shift_loss, to_unit
 
 TEACHER_MEAN = (127 / 255,) * 3
@@ -142,7 +142,7 @@ def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> to
 
 
 def student_strides(arch_args: dict[str, Any]) -> list[int]:
-    from .archs import check_arch_args, student_stages
+    from .models.archs import check_arch_args, student_stages
 
     return [2 ** (i + 1) for i in range(len(student_stages(check_arch_args("conv_student", arch_args))))]
 

@@ -14,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import hub
-from .archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
 from .backbones import Tiling, build_backbone
-from .card import ModelCard, WeightsError, load_tensors
 from .distances import (
     MODES,
     blur_normalized,
@@ -30,7 +27,9 @@ from .distances import (
     squared_cdist,
     style_term,
 )
-from .registry import resolve
+from .models.archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
+from .models.card import ModelCard, WeightsError, load_tensors
+from .models.registry import load
 
 RANGE_TOLERANCE = 1e-3
 """Values at most this far outside the input range (floating-point noise) are clamped."""
@@ -155,13 +154,7 @@ class PerceptualDistance(nn.Module):
         ``options`` are the constructor's keyword options (``precision``, ``batch_pixels``, ...).
         Hub files that fail a check are removed from the Hugging Face cache.
         """
-        card, path = resolve(model, cache_dir=cache_dir)
-        try:
-            return cls.from_card(card, path, mode=mode, **options)
-        except WeightsError as exc:
-            if model.startswith(hub.HUB_PREFIX):
-                raise hub.evict(model, path, exc) from None
-            raise
+        return load(model, lambda card, path: cls.from_card(card, path, mode=mode, **options), cache_dir=cache_dir)
 
     @classmethod
     def from_card(

@@ -27,7 +27,7 @@ except ImportError as exc:  # the optional extra is missing
     ) from exc
 
 from .metric import PerceptualDistance
-from .registry import DEFAULT_MODEL
+from .models.registry import DEFAULT_MODEL
 
 REDUCTIONS = ("mean", "sum", "none", None)
 

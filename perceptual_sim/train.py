@@ -31,10 +31,10 @@ from safetensors.torch import save as save_tensors
 
 from ._version import __version__
 from .backbones import build_backbone
-from .card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 from .distances import layer_terms
 from .files import write_atomic
 from .images import IMAGE_SUFFIXES, decode_square
+from .models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 
 IMAGE_SIZE = 64
 
@@ -347,7 +347,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "
            overwrite: bool = False) -> ModelCard:
     """Write checkpoint ``step`` of ``run`` as a metric model (classifier head dropped).
 
-    ``feature_blur`` goes into the card (:class:`~perceptual_sim.card.ModelCard`); ``data``
+    ``feature_blur`` goes into the card (:class:`~perceptual_sim.models.card.ModelCard`); ``data``
     describes the training data in the card (default: the recipe's data path).
     """
     run = Path(run)

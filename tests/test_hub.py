@@ -29,7 +29,7 @@ from hubclient import pair, weights_digest
 from hubserver import Hostile, HubServer, client_env, closed_endpoint, finish_client, start_client
 
 from perceptual_sim import PerceptualDistance, WeightsError
-from perceptual_sim.registry import bundled_names
+from perceptual_sim.models.registry import bundled_names
 
 TENSORS = "model.safetensors"
 _models_lock = threading.Lock()  # make_model seeds torch's global generator
@@ -207,7 +207,7 @@ def _same_model(result: dict[str, Any], card: Path) -> None:
 
 def _error(result: dict[str, Any], kind: str, *parts: str) -> None:
     """``result`` is a one-line perceptual_sim error of type ``kind`` whose message holds every part."""
-    assert not result["ok"] and result["type"] == kind and result["module"] == "perceptual_sim.card", result
+    assert not result["ok"] and result["type"] == kind and result["module"] == "perceptual_sim.models.card", result
     message = result["message"]
     assert "\n" not in message and "Traceback" not in message
     for part in parts:

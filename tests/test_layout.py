@@ -112,8 +112,8 @@ def _cycle(edges: list[Edge]) -> list[str] | None:
 
 
 def test_the_graph_sees_the_package():
-    assert {"perceptual_sim.metric", "perceptual_sim.card", "perceptual_sim.cli.options"} <= set(_modules())
-    assert any(e.source == "perceptual_sim.metric" and e.target == "perceptual_sim.registry" for e in _edges())
+    assert {"perceptual_sim.metric", "perceptual_sim.models.card", "perceptual_sim.cli.options"} <= set(_modules())
+    assert any(e.source == "perceptual_sim.metric" and e.target == "perceptual_sim.models.registry" for e in _edges())
 
 
 def test_module_level_imports_are_acyclic():
@@ -134,16 +134,16 @@ def test_no_module_imports_names_from_a_package_init_above_it():
 
 
 def test_hub_imports_no_model_module():
-    reached, todo = set(), ["perceptual_sim.hub"]
+    reached, todo = set(), ["perceptual_sim.models.hub"]
     while todo:
         source = todo.pop()
         for e in _edges():
             if e.source == source and e.target not in reached:
                 reached.add(e.target)
                 todo.append(e.target)
-    assert "perceptual_sim.card" in reached
+    assert "perceptual_sim.models.card" in reached
     assert not reached & {"perceptual_sim.metric", "perceptual_sim.api", "perceptual_sim.backbones",
-                          "perceptual_sim.convert", "perceptual_sim.train"}, sorted(reached)
+                          "perceptual_sim.models.convert", "perceptual_sim.train"}, sorted(reached)
 
 
 def test_shared_names_are_defined_once():
@@ -158,7 +158,7 @@ def test_shared_names_are_defined_once():
                 defined.append(node.name)
             for d in defined:
                 homes.setdefault(d, []).append(name)
-    assert homes["MODES"] == ["perceptual_sim.archs"]
+    assert homes["MODES"] == ["perceptual_sim.models.archs"]
     assert homes["IMAGE_SUFFIXES"] == ["perceptual_sim.images"]
     assert homes["decode_square"] == ["perceptual_sim.images"]
     assert homes["__version__"] == ["perceptual_sim._version"]

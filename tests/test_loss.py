@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from perceptual_sim import distance
-from perceptual_sim.registry import bundled_names
+from perceptual_sim.models.registry import bundled_names
 
 MODES = ("spatial", "style", "meanpool")
 DTYPES = (torch.float32, torch.bfloat16)

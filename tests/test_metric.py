@@ -10,7 +10,7 @@ from helpers import make_model
 from safetensors.torch import load_file
 
 from perceptual_sim import PerceptualDistance, WeightsError
-from perceptual_sim.card import read_card
+from perceptual_sim.models.card import read_card
 
 MODES = ["spatial", "style", "meanpool"]
 

@@ -19,7 +19,7 @@ def test_wheel_ships_weights_and_finds_them(tmp_path):
         assert {f"perceptual_sim/weights/{n}" for n in shipped} <= names
         assert any(n.endswith("entry_points.txt") and b"perceptual-sim" in zf.read(n) for n in names)
         zf.extractall(tmp_path / "site")
-    code = ("import perceptual_sim, perceptual_sim.registry as w; "
+    code = ("import perceptual_sim, perceptual_sim.models.registry as w; "
             "assert w.bundled_dir().parent == __import__('pathlib').Path(perceptual_sim.__file__).parent; "
             "print(' '.join(c.name for c in perceptual_sim.list_models()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site")},

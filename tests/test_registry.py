@@ -1,4 +1,4 @@
-"""Model strings (perceptual_sim.registry): what each resolves to, in which order, and what an unknown one says.
+"""Model strings (perceptual_sim.models.registry): what each resolves to, in which order, and what an unknown one says.
 
 Order: a bundled name, an LPIPS reference made by ``download``, ``hf-hub:``, then a local path.
 Hub downloads themselves are tested in test_hub.py.
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import make_model
 
-from perceptual_sim.card import ModelNotFoundError
-from perceptual_sim.registry import (
+from perceptual_sim.models.card import ModelNotFoundError
+from perceptual_sim.models.registry import (
     DEFAULT_MODEL,
     DOWNLOADABLE,
     PINNED,

@@ -3,7 +3,7 @@
 Every backbone has ``channels`` (channels per tapped map, known before any forward) and
 ``tiling`` (a :class:`Tiling`, or None when a tap sees the whole image, as in a ViT), and
 returns ``list[Tensor]`` of N x C_l x h_l x w_l maps from ``forward``. Arguments are checked
-against :mod:`perceptual_sim.archs` before anything is built.
+against :mod:`perceptual_sim.models.archs` before anything is built.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ..archs import SCHEMAS, check_arch_args
+from ..models.archs import SCHEMAS, check_arch_args
 from .classic import AlexNetTrunk, VGG16Trunk
 from .efficientnet import EfficientNetLite0
 from .resnet import K22ResNet

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet, downsample_conv
 from torch import nn
 
-from ..archs import resnet_widths
+from ..models.archs import resnet_widths
 from .tiling import Tiling
 
 

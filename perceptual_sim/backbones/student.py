@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..archs import student_stages
+from ..models.archs import student_stages
 from .tiling import Tiling
 
 

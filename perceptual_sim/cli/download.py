@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..hub import HUB_PREFIX
-from ..registry import DOWNLOADABLE, downloaded_dir
+from ..models.hub import HUB_PREFIX
+from ..models.registry import DOWNLOADABLE, downloaded_dir
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metric import PerceptualDistance
 
     if args.name in DOWNLOADABLE:
-        from ..convert import EFFICIENTNET_NAME, REFERENCES, efficientnet_reference, lpips_reference
+        from ..models.convert import EFFICIENTNET_NAME, REFERENCES, efficientnet_reference, lpips_reference
 
         if args.name == EFFICIENTNET_NAME:
             efficientnet_reference()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import registry
+from ..models import registry
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
-from ..archs import MODES
-from ..registry import DEFAULT_MODEL
+from ..models.archs import MODES
+from ..models.registry import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     import torch

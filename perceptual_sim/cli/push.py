@@ -21,8 +21,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import hub
     from ..metric import PerceptualDistance
+    from ..models import hub
 
     hub.check_repo_id(args.repo_id)
     model = PerceptualDistance.from_pretrained(args.model)  # the weights pass every check before any upload

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..archs import MODES
 from ..files import cache_root
+from ..models.archs import MODES
 from .options import UsageError, feature_blur, json_object, non_negative_float, positive_float, positive_int
 
 
