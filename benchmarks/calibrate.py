@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from perceptual_sim.distances import unit_normalize
-from perceptual_sim.evaluate.triplets import load_square, read_triplets, split_by_reference, two_afc
+from perceptual_sim.lab.evaluate.triplets import load_square, read_triplets, split_by_reference, two_afc
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.models.card import save_model
 

@@ -31,10 +31,10 @@ import torch
 from stlpips_reference import STLPIPS  # benchmarks/stlpips_reference.py, beside this script
 
 from perceptual_sim import __version__
-from perceptual_sim.distill import export
-from perceptual_sim.evaluate import psych, triplets
-from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.distill import export
+from perceptual_sim.lab.evaluate import psych, triplets
+from perceptual_sim.lab.evaluate.metrics import NetMetric
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"

@@ -22,11 +22,11 @@ import torch
 
 from perceptual_sim.cli.options import feature_blur, format_feature_blur
 from perceptual_sim.distances import blur_normalized
-from perceptual_sim.evaluate import psych, triplets
-from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.evaluate import psych, triplets
+from perceptual_sim.lab.evaluate.metrics import NetMetric
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.train import export
 from perceptual_sim.metric import Features, PerceptualDistance
-from perceptual_sim.train import export
 
 MATERIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"
 SIGMAS = (0.0, 0.5, 1.0)

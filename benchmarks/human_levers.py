@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sim.distances import MODES
-from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.triplets import read_triplets, split_by_reference, triplet_distances, two_afc
+from perceptual_sim.lab.evaluate.metrics import NetMetric
+from perceptual_sim.lab.evaluate.triplets import read_triplets, split_by_reference, triplet_distances, two_afc
 from perceptual_sim.metric import PerceptualDistance
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "material-similarity"

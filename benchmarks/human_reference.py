@@ -27,9 +27,9 @@ import torch
 
 from perceptual_sim import __version__
 from perceptual_sim.distances import MODES
-from perceptual_sim.evaluate import psych, triplets
-from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
 from perceptual_sim.files import cache_root
+from perceptual_sim.lab.evaluate import psych, triplets
+from perceptual_sim.lab.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.models.registry import list_models
 

@@ -123,14 +123,14 @@ MUTANTS = [
      ["tests/test_dirs.py::test_bad_device_and_empty_model"]),
     ("empty --model", "perceptual_sim/api.py", "    name = DEFAULT_MODEL if model is None else model",
      "    name = model or DEFAULT_MODEL", ["tests/test_dirs.py::test_bad_device_and_empty_model"]),
-    ("proxy monotonicity", "perceptual_sim/evaluate/proxy.py",
+    ("proxy monotonicity", "perceptual_sim/lab/evaluate/proxy.py",
      '        per_kind["mean"] = float(np.mean([per_kind[k] for k in DISTORTIONS]))',
      '        per_kind["mean"] = float(np.median([per_kind[k] for k in DISTORTIONS]))',
      ["tests/test_eval_proxy.py::test_scores_follow_the_protocol"]),
     # training resumes where it stopped
-    ("resume restores the RNG", "perceptual_sim/train.py", '        gen.set_state(state["rng"])', "        pass",
+    ("resume restores the RNG", "perceptual_sim/lab/train.py", '        gen.set_state(state["rng"])', "        pass",
      ["tests/test_train.py::test_an_interrupted_run_resumes_to_the_uninterrupted_result"]),
-    ("resume restores momentum", "perceptual_sim/train.py",
+    ("resume restores momentum", "perceptual_sim/lab/train.py",
      '                    opt.state[p][key] = state[f"optim.{i}.{key}"]', "                    pass",
      ["tests/test_train.py::test_an_interrupted_run_resumes_to_the_uninterrupted_result"]),
 ]

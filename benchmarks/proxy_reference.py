@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from perceptual_sim import __version__
 from perceptual_sim.distances import MODES, layer_terms
-from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
-from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.models.card import ModelCard
 from perceptual_sim.models.convert import REFERENCES

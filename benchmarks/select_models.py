@@ -30,9 +30,9 @@ from pathlib import Path
 from models_table import gflops  # benchmarks/models_table.py, beside this script
 
 from perceptual_sim.cli.options import feature_blur, format_feature_blur
-from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL
+from perceptual_sim.lab.train import export
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.train import export
 
 MAX_FLIPS = 0.05
 TIE = 0.001

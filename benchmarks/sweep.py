@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from perceptual_sim.cli.options import feature_blur, format_feature_blur
-from perceptual_sim.evaluate.metrics import NetMetric
-from perceptual_sim.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.evaluate.metrics import NetMetric
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
+from perceptual_sim.lab.train import checkpoints, export
 from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.train import checkpoints, export
 
 FIELDS = ["run", "step", "epoch", "val_top1", "feature_blur", "mode", "2afc", "flips_1", "flips_2", "flips_3",
           "monotonicity", "shift_protocol"]
@@ -46,7 +46,7 @@ class Human:
         self.per_family, self.cache = per_family, {}
 
     def __call__(self, model: PerceptualDistance) -> dict[str, dict[str, str]]:
-        from perceptual_sim.evaluate import psych, triplets
+        from perceptual_sim.lab.evaluate import psych, triplets
 
         metric = NetMetric(model)
         tri = triplets.score_metric(metric, MATERIALS / "triplets_train.csv", MATERIALS / "renders", sizes=[64, 256])

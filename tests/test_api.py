@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from perceptual_sim import DEFAULT_MODEL, distance, list_models, load
-from perceptual_sim.evaluate.distortions import distort
 from perceptual_sim.images import load_image
+from perceptual_sim.lab.evaluate.distortions import distort
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

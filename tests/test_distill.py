@@ -1,4 +1,4 @@
-"""Distillation (perceptual_sim.distill), the conv_student it trains and the EfficientNet-Lite0 teacher:
+"""Distillation (perceptual_sim.lab.distill), the conv_student it trains and the EfficientNet-Lite0 teacher:
 the teacher is the ImageNet network of its wheel, the student's tiles equal its whole-image maps, a run
 resumes exactly, and its export is a model that loads."""
 
@@ -14,10 +14,18 @@ from helpers import save_random_image
 
 from perceptual_sim import PerceptualDistance
 from perceptual_sim.backbones import build_backbone
-from perceptual_sim.distill import DistillRecipe, checkpoint_steps, distill, distort, export, feature_loss, zoom_crop
+from perceptual_sim.lab.distill import (
+    DistillRecipe,
+    checkpoint_steps,
+    distill,
+    distort,
+    export,
+    feature_loss,
+    zoom_crop,
+)
+from perceptual_sim.lab.train import checkpoints
 from perceptual_sim.models.archs import check_arch_args, estimate, tap_count
 from perceptual_sim.models.card import ModelCard
-from perceptual_sim.train import checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STUDENT = {"widths": [4, 8, 8, 0], "depths": [1, 1, 1, 0], "heads": [16, 24, 40, 0]}

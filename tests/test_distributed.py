@@ -105,8 +105,8 @@ def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tm
 
 
 def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, monkeypatch, capsys):
-    from perceptual_sim.evaluate.metrics import L2Metric, SSIMMetric
-    from perceptual_sim.evaluate.proxy import default_cache, judge, make_proxy_set
+    from perceptual_sim.lab.evaluate.metrics import L2Metric, SSIMMetric
+    from perceptual_sim.lab.evaluate.proxy import default_cache, judge, make_proxy_set
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for i in range(13):

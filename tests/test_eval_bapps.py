@@ -21,9 +21,9 @@ from helpers import (
 from PIL import Image
 
 from perceptual_sim.cli import main
-from perceptual_sim.evaluate import jnd_map, score_bapps, two_afc_score
-from perceptual_sim.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 from perceptual_sim.images import load_image
+from perceptual_sim.lab.evaluate import jnd_map, score_bapps, two_afc_score
+from perceptual_sim.lab.evaluate.bapps import VAL_FAMILIES, format_bapps, voc_ap
 
 RNG = np.random.default_rng(1)
 

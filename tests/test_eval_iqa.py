@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from helpers import save_pixels
 
 from perceptual_sim.cli import main
-from perceptual_sim.evaluate import correlations, score_iqa
-from perceptual_sim.evaluate.iqa import fit_logistic, krcc, logistic4, logistic5, plcc, read_list, srcc
 from perceptual_sim.images import load_image
+from perceptual_sim.lab.evaluate import correlations, score_iqa
+from perceptual_sim.lab.evaluate.iqa import fit_logistic, krcc, logistic4, logistic5, plcc, read_list, srcc
 
 stats = pytest.importorskip("scipy.stats")
 

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from perceptual_sim.evaluate.distortions import DISTORTIONS, LEVELS, distort
-from perceptual_sim.evaluate.metrics import L2Metric, NetMetric, SSIMMetric, ssim
-from perceptual_sim.evaluate.proxy import (
+from perceptual_sim.lab.evaluate.distortions import DISTORTIONS, LEVELS, distort
+from perceptual_sim.lab.evaluate.metrics import L2Metric, NetMetric, SSIMMetric, ssim
+from perceptual_sim.lab.evaluate.proxy import (
     SHIFT_CROP,
     _decision,
     _spearman_rows,
@@ -118,7 +118,7 @@ def test_eval_proxy_command(proxy_data, tiny_card, tmp_path, monkeypatch, capsys
     import json
 
     from perceptual_sim.cli import main
-    from perceptual_sim.evaluate import proxy
+    from perceptual_sim.lab.evaluate import proxy
 
     images = tmp_path / "unused"
     monkeypatch.setattr(proxy, "make_proxy_set", lambda *a, **k: proxy_data)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from perceptual_sim.cli import main
-from perceptual_sim.evaluate.metrics import L2Metric
-from perceptual_sim.evaluate.psych import (
+from perceptual_sim.lab.evaluate.metrics import L2Metric
+from perceptual_sim.lab.evaluate.psych import (
     FAMILIES,
     LUMA,
     _chunk,

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from perceptual_sim.cli import main
-from perceptual_sim.evaluate import score_triplets
-from perceptual_sim.evaluate.metrics import L2Metric
-from perceptual_sim.evaluate.triplets import (
+from perceptual_sim.lab.evaluate import score_triplets
+from perceptual_sim.lab.evaluate.metrics import L2Metric
+from perceptual_sim.lab.evaluate.triplets import (
     Triplets,
     bootstrap_interval,
     paired_difference,
@@ -144,8 +144,8 @@ def test_model_scores_every_mode_and_part(tmp_path, grey_tree, tiny):
 
 
 def test_matrix_path_equals_pair_path(tmp_path, grey_tree, tiny):
-    from perceptual_sim.evaluate.metrics import NetMetric
-    from perceptual_sim.evaluate.triplets import triplet_distances
+    from perceptual_sim.lab.evaluate.metrics import NetMetric
+    from perceptual_sim.lab.evaluate.triplets import triplet_distances
 
     class Pairs:  # the same metric without the N x N shortcut
         def __init__(self, inner):

@@ -143,7 +143,7 @@ def test_hub_imports_no_model_module():
                 todo.append(e.target)
     assert "perceptual_sim.models.card" in reached
     assert not reached & {"perceptual_sim.metric", "perceptual_sim.api", "perceptual_sim.backbones",
-                          "perceptual_sim.models.convert", "perceptual_sim.train"}, sorted(reached)
+                          "perceptual_sim.models.convert", "perceptual_sim.lab.train"}, sorted(reached)
 
 
 def test_shared_names_are_defined_once():

@@ -1,4 +1,4 @@
-"""The training recipe (perceptual_sim.train) keeps its promises: checkpoints dense early, nothing pickled,
+"""The training recipe (perceptual_sim.lab.train) keeps its promises: checkpoints dense early, nothing pickled,
 and a run interrupted and started again ends exactly where an uninterrupted one does."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from helpers import save_random_image
 from safetensors.torch import load_file
 
-from perceptual_sim import train as recipe_module
-from perceptual_sim.train import Recipe, checkpoint_steps, checkpoints, train
+from perceptual_sim.lab import train as recipe_module
+from perceptual_sim.lab.train import Recipe, checkpoint_steps, checkpoints, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,7 +6,8 @@ command is taken as an image. Each command is a module of this package, register
 ``func`` (a function of the parsed arguments returning the exit code) on each leaf parser. Only
 the command that runs has its module imported and its parser built, and torch is imported by the
 commands that need it: ``--version``, ``--help`` and ``list`` answer without it. The options that
-commands share, and the printing of notes and errors, are in :mod:`perceptual_sim.cli.options`.
+commands share, and the printing of notes and errors, are in :mod:`perceptual_sim.cli.options`. The lab's
+commands (``train``, ``eval``) live in :mod:`perceptual_sim.lab.cli` and share this policy.
 
 Exit codes: 0 success, 1 a failure while working (an unreadable image, an unknown model, a pair
 that could not be scored), 2 a usage error found before any work, 130 interrupted. Errors are
@@ -31,20 +32,21 @@ from ..files import OutputError
 from .options import UsageError, error
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "compare": ("distance between two images (the default: `perceptual-sim A B`)", "compare"),
-    "dirs": ("distances between same-named images of two folders", "dirs"),
-    "diversity": ("mean pairwise distance among a generator's samples (per input, or all pairs)", "diversity"),
-    "nearest": ("each generated image's nearest training images (memorisation check)", "nearest"),
-    "systems": ("which system's outputs are closer to the references (paired, with intervals)", "systems"),
-    "video": ("per-frame distances and tLPIPS flicker between two videos or frame folders", "video"),
-    "list": ("the models bundled with the package, and those `download` fetches", "listing"),
-    "download": ("fetch and verify a model (an LPIPS reference, or a Hub model for offline use)", "download"),
-    "push": ("upload a model (card + safetensors) to a Hugging Face Hub repo", "push"),
-    "train": ("train a backbone at 64 x 64; list and export its checkpoints", "train"),
-    "eval": ("score a model on a benchmark (BAPPS, IQA lists, offline proxies)", "evaluate"),
+    "compare": ("distance between two images (the default: `perceptual-sim A B`)", ".compare"),
+    "dirs": ("distances between same-named images of two folders", ".dirs"),
+    "diversity": ("mean pairwise distance among a generator's samples (per input, or all pairs)", ".diversity"),
+    "nearest": ("each generated image's nearest training images (memorisation check)", ".nearest"),
+    "systems": ("which system's outputs are closer to the references (paired, with intervals)", ".systems"),
+    "video": ("per-frame distances and tLPIPS flicker between two videos or frame folders", ".video"),
+    "list": ("the models bundled with the package, and those `download` fetches", ".listing"),
+    "download": ("fetch and verify a model (an LPIPS reference, or a Hub model for offline use)", ".download"),
+    "push": ("upload a model (card + safetensors) to a Hugging Face Hub repo", ".push"),
+    "train": ("train a backbone at 64 x 64; list and export its checkpoints", "..lab.cli.train"),
+    "eval": ("score a model on a benchmark (BAPPS, IQA lists, offline proxies)", "..lab.cli.evaluate"),
 }
-"""Command name -> (its summary for ``--help``, the module of this package that holds it). ``list`` and ``eval``
-live in ``listing`` and ``evaluate``: an imported submodule becomes a name here, and would hide the builtin."""
+"""Command name -> (its summary for ``--help``, the module that holds it, relative to this package). ``list``
+lives in ``.listing``: an imported submodule becomes a name here, and would hide the builtin. ``train`` and
+``eval`` are the lab's (:mod:`perceptual_sim.lab.cli`): named here, imported only when they run."""
 
 _TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
 
@@ -103,7 +105,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command is None:  # the listing of `--help`; a command's own parser is built when it runs
             subparsers.add_parser(name, help=summary)
         elif command == name:
-            importlib.import_module(f".{module}", __name__).add_parser(subparsers)
+            importlib.import_module(module, __name__).add_parser(subparsers)
     return parser
 
 

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
-from ._version import __version__
-from .backbones import build_backbone
-from .distances import layer_terms
-from .files import write_atomic
-from .images import IMAGE_SUFFIXES, decode_square
-from .models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
+from .._version import __version__
+from ..backbones import build_backbone
+from ..distances import layer_terms
+from ..files import write_atomic
+from ..images import IMAGE_SUFFIXES, decode_square
+from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 
 IMAGE_SIZE = 64
 

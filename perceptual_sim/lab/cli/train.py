@@ -1,5 +1,5 @@
 """``perceptual-sim train run|distill|export|list``: train a classifier that becomes a metric
-(:mod:`perceptual_sim.train`), or distil a teacher's feature maps into a student (:mod:`perceptual_sim.distill`)."""
+(:mod:`perceptual_sim.lab.train`), or distil a teacher's feature maps into a student (:mod:`perceptual_sim.lab.distill`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..files import cache_root
-from ..models.archs import MODES
-from .options import UsageError, feature_blur, json_object, non_negative_float, positive_float, positive_int
+from ...cli.options import UsageError, feature_blur, json_object, non_negative_float, positive_float, positive_int
+from ...files import cache_root
+from ...models.archs import MODES
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from ..backbones import ARCHITECTURES
+    from ...backbones import ARCHITECTURES
     from ..distill import DistillRecipe
     from ..train import Recipe
 
     defaults = Recipe(data="")  # the training defaults shown in `train run --help`
     trainable = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
-    t = subparsers.add_parser("train", description="Train classifiers that become metrics (see perceptual_sim.train).")
+    t = subparsers.add_parser("train", description="Train classifiers that become metrics (see perceptual_sim.lab.train).")
     sub = t.add_subparsers(title="commands", metavar="{run,distill,export,list}", required=True)
 
     r = sub.add_parser("run", help="train, or resume, a run",

@@ -7,7 +7,7 @@ strides, ``Σ_l mean_hw ||ŝ_l - t̂_l||²`` (unit-normalised over channels), on
 augmented so that the student sees what the metric will be asked about: crop and flip, a random
 zoom (a smaller crop upsampled, for the smoother pixels of large images), global photometric
 changes, and distortions (white, band-limited or blotchy noise, blur, a small shift). An optional
-shift-consistency term (as :mod:`perceptual_sim.train`) holds the student's distance between an
+shift-consistency term (as :mod:`perceptual_sim.lab.train`) holds the student's distance between an
 image and itself moved 1-3 px small. AdamW, linear warm-up, cosine decay; checkpoints
 (safetensors + JSON, nothing pickled) at fixed steps, resumable with the same command.
 """
@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 
-from ._version import __version__
-from .backbones import build_backbone
-from .distances import layer_terms
-from .files import write_atomic
-from .models.card import ModelCard, save_model
+from .._version import __version__
+from ..backbones import build_backbone
+from ..distances import layer_terms
+from ..files import write_atomic
+from ..models.card import ModelCard, save_model
 from .train import load_dataset, photometric, shift_loss, to_unit
 
 TEACHER_MEAN = (127 / 255,) * 3
@@ -63,8 +63,8 @@ class Teacher:
     """EfficientNet-Lite0 (``efficientnet-lite0`` model) tapped at the last block of each stride."""
 
     def __init__(self, strides: list[int]) -> None:
-        from .backbones.efficientnet import TAP_BLOCKS
-        from .metric import PerceptualDistance
+        from ..backbones.efficientnet import TAP_BLOCKS
+        from ..metric import PerceptualDistance
 
         net = PerceptualDistance.from_pretrained("efficientnet-lite0").backbone
         net.blocks = net.blocks[: TAP_BLOCKS[len(strides) - 1] + 1]  # nothing past the last matched tap
@@ -142,7 +142,7 @@ def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> to
 
 
 def student_strides(arch_args: dict[str, Any]) -> list[int]:
-    from .models.archs import check_arch_args, student_stages
+    from ..models.archs import check_arch_args, student_stages
 
     return [2 ** (i + 1) for i in range(len(student_stages(check_arch_args("conv_student", arch_args))))]
 

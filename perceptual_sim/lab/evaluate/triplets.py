@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import distributed
-from .._version import __version__
-from ..distances import MODES
-from ..images import load_image
-from ..metric import PerceptualDistance
-from ..pairs import check_batch_size, progress
+from ... import distributed
+from ..._version import __version__
+from ...distances import MODES
+from ...images import load_image
+from ...metric import PerceptualDistance
+from ...pairs import check_batch_size, progress
 from .common import resolve_model
 from .metrics import NetMetric, ProxyMetric
 

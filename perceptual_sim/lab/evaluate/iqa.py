@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..metric import PerceptualDistance
-from ..pairs import pair_distances
+from ...metric import PerceptualDistance
+from ...pairs import pair_distances
 from .common import finite_or_none, model_info, resolve_model
 
 SCORE_KINDS = ("mos", "dmos")

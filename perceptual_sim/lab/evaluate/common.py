@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from .._version import __version__
-from ..api import load
-from ..distances import MODES
-from ..metric import PerceptualDistance
+from ..._version import __version__
+from ...api import load
+from ...distances import MODES
+from ...metric import PerceptualDistance
 
 
 def resolve_model(

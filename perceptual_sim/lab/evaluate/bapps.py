@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..images import load_image
-from ..metric import PerceptualDistance
-from ..pairs import check_batch_size, pair_distances
+from ...images import load_image
+from ...metric import PerceptualDistance
+from ...pairs import check_batch_size, pair_distances
 from .common import model_info, resolve_model
 
 VAL_FAMILIES = ("traditional", "cnn", "superres", "deblur", "color", "frameinterp")

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import distributed
-from .._version import __version__
-from ..distances import MODES
-from ..images import IMAGE_SUFFIXES, load_image
-from ..metric import PerceptualDistance
-from ..pairs import check_batch_size, progress
+from ... import distributed
+from ..._version import __version__
+from ...distances import MODES
+from ...images import IMAGE_SUFFIXES, load_image
+from ...metric import PerceptualDistance
+from ...pairs import check_batch_size, progress
 from .common import resolve_model
 from .distortions import distort, gaussian_blur, jpeg
 from .metrics import NetMetric, ProxyMetric

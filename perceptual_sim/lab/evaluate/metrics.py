@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..distances import MODES
-from ..metric import Features, PerceptualDistance
+from ...distances import MODES
+from ...metric import Features, PerceptualDistance
 
 
 class ProxyMetric(Protocol):

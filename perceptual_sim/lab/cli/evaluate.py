@@ -1,4 +1,4 @@
-"""``perceptual-sim eval bapps|iqa|triplets|psych|proxy``: score a model on a benchmark (:mod:`perceptual_sim.evaluate`).
+"""``perceptual-sim eval bapps|iqa|triplets|psych|proxy``: score a model on a benchmark (:mod:`perceptual_sim.lab.evaluate`).
 
 Each command prints a summary and, with ``--json``, writes the results. Under torchrun each
 process scores a share of the batches and rank 0 prints and writes the results.
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import check_output, write_output
-from .options import add_batch_size, add_model_options, positive_int, torch_device
+from ...cli.options import add_batch_size, add_model_options, positive_int, torch_device
+from ...files import check_output, write_output
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +106,7 @@ def _common_options(p: argparse.ArgumentParser, *, batch_size: int, unit: str, m
 def _run(args: argparse.Namespace, score: Callable[[torch.device], dict[str, Any]],
          fmt: Callable[[dict[str, Any]], str]) -> int:
     """Check the output and the device, score in a distributed session, print and write (rank 0)."""
-    from .. import distributed
+    from ... import distributed
 
     check_output(args.json, args.force, "--json")
     device = torch_device(args.device)
