@@ -18,6 +18,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "perceptual_sim"
 ROOT = "perceptual_sim"
+LAB = "perceptual_sim.lab"
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def _cycle(edges: list[Edge]) -> list[str] | None:
 
 
 def test_the_graph_sees_the_package():
-    assert {"perceptual_sim.metric", "perceptual_sim.models.card", "perceptual_sim.cli.options"} <= set(_modules())
+    assert {"perceptual_sim.metric", "perceptual_sim.models.card", "perceptual_sim.cli.options",
+            "perceptual_sim.lab.cli.train", "perceptual_sim.lab.evaluate.bapps"} <= set(_modules())
     assert any(e.source == "perceptual_sim.metric" and e.target == "perceptual_sim.models.registry" for e in _edges())
 
 
@@ -144,6 +146,30 @@ def test_hub_imports_no_model_module():
     assert "perceptual_sim.models.card" in reached
     assert not reached & {"perceptual_sim.metric", "perceptual_sim.api", "perceptual_sim.backbones",
                           "perceptual_sim.models.convert", "perceptual_sim.lab.train"}, sorted(reached)
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_module_imports_no_hub_code():
+    """metric.py builds from a card: resolving a model string, the Hub's downloads and their eviction
+    on a failed check live in models/ (``models.registry.load``, which ``from_pretrained`` calls)."""
+    path = PACKAGE / "metric.py"
+    targets = {e.target for e in _edges() if e.source == "perceptual_sim.metric"}
+    assert "perceptual_sim.models.registry" in targets
+    assert not {t for t in targets if _inside(t, "perceptual_sim.models")} - {
+        "perceptual_sim.models.archs", "perceptual_sim.models.card", "perceptual_sim.models.registry"}, targets
+    names = {n.id for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Name)}
+    assert not names & {"hub", "evict", "HUB_PREFIX", "resolve"}, names & {"hub", "evict", "HUB_PREFIX", "resolve"}
+
+
+def test_nothing_outside_the_lab_imports_it():
+    """The lab (training, evaluation, their commands) uses the library; the library never imports the lab.
+    The command line names the lab's two commands by module and imports them through importlib when they run."""
+    assert any(_inside(e.source, LAB) for e in _edges()), "the graph sees no lab"
+    into = [e for e in _edges() if _inside(e.target, LAB) and not _inside(e.source, LAB)]
+    assert into == [], into
 
 
 def test_shared_names_are_defined_once():
