@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .images import load_image, pil_to_tensor
 from .metric import PerceptualDistance
+from .models.archs import Mode
 from .models.registry import DEFAULT_MODEL
 
 ImageInput = Union[Tensor, str, "os.PathLike[str]", Image.Image, np.ndarray]
@@ -54,7 +55,7 @@ _lock = threading.Lock()
 def load(
     model: str | None = None,
     *,
-    mode: str | None = None,
+    mode: Mode | None = None,
     device: str | torch.device = "auto",
     dtype: torch.dtype = torch.float32,
     **options: Any,
@@ -77,7 +78,7 @@ def load(
 
 
 def distance(
-    x: ImageInput, y: ImageInput, model: str | None = None, mode: str | None = None, **kwargs: Any
+    x: ImageInput, y: ImageInput, model: str | None = None, mode: Mode | None = None, **kwargs: Any
 ) -> Tensor:
     """Perceptual distance between matching images of two N x 3 x H x W batches.
 

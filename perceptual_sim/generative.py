@@ -29,6 +29,7 @@ from torch import Tensor
 from ._version import __version__
 from .distances import embedding, squared_cdist
 from .images import IMAGE_SUFFIXES, MAX_PIXELS, decode_image
+from .models.archs import Mode
 from .pairs import progress
 
 if TYPE_CHECKING:
@@ -47,13 +48,13 @@ PCA_DIMS = 256
 
 
 # ----------------------------------------------------------------------------- shared pieces
-def provenance(model: PerceptualDistance, mode: str | None = None) -> dict[str, Any]:
+def provenance(model: PerceptualDistance, mode: Mode | None = None) -> dict[str, Any]:
     """What a result was computed with: model, mode, weights sha256, feature blur, package version."""
     return {"model": model.card.name, "mode": mode or model.mode, "sha256": model.card.sha256,
             "feature_blur": model.card.feature_blur, "version": __version__}
 
 
-def vectors(model: PerceptualDistance, x: Tensor, mode: str | None = None, *,
+def vectors(model: PerceptualDistance, x: Tensor, mode: Mode | None = None, *,
             input_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
     """N x D float32 vectors of a batch whose squared Euclidean distances are the ``mode`` distances
     (``model.pairwise(model.embed(a), model.embed(b))`` equals their squared distances)."""
@@ -220,7 +221,7 @@ def diversity(
     *,
     grouped: bool | None = None,
     model: str | PerceptualDistance | None = None,
-    mode: str | None = None,
+    mode: Mode | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 64,
     resamples: int = BOOTSTRAP,
@@ -330,7 +331,7 @@ def nearest(
     *,
     k: int = 5,
     model: str | PerceptualDistance | None = None,
-    mode: str | None = None,
+    mode: Mode | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 64,
     index: str = "exact",
@@ -468,7 +469,7 @@ def compare_systems(
     *,
     names: Sequence[str] | None = None,
     model: str | PerceptualDistance | None = None,
-    mode: str | None = None,
+    mode: Mode | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 64,
     resamples: int = BOOTSTRAP,
@@ -557,7 +558,7 @@ def video(
     b: str | os.PathLike[str],
     *,
     model: str | PerceptualDistance | None = None,
-    mode: str | None = None,
+    mode: Mode | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 32,
     max_pixels: int = MAX_PIXELS,

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from .distances import (
     squared_cdist,
     style_term,
 )
-from .models.archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, check_arch_args, estimate
+from .models.archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, Mode, check_arch_args, estimate
 from .models.card import ModelCard, WeightsError, load_tensors
 from .models.registry import load
 
@@ -38,6 +38,12 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 PRECISIONS = {"auto": None, "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 REDUCTIONS = ("none", "mean", "sum")
 OUT_OF_RANGE = ("error", "clamp")
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+"""The type of ``precision``: a key of :data:`PRECISIONS`."""
+Reduction = Literal["none", "mean", "sum"]
+"""The type of ``reduction``: one of :data:`REDUCTIONS`."""
+OutOfRange = Literal["error", "clamp"]
+"""The type of ``out_of_range``: one of :data:`OUT_OF_RANGE`."""
 
 
 @dataclass
@@ -84,9 +90,9 @@ class PerceptualDistance(nn.Module):
     def __init__(
         self,
         card: ModelCard,
-        mode: str | None = None,
+        mode: Mode | None = None,
         *,
-        precision: str = "auto",
+        precision: Precision = "auto",
         batch_pixels: int | None = None,
         validate: bool = True,
         compile: bool | None = None,
@@ -145,7 +151,7 @@ class PerceptualDistance(nn.Module):
         cls,
         model: str,
         *,
-        mode: str | None = None,
+        mode: Mode | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> PerceptualDistance:
@@ -158,7 +164,7 @@ class PerceptualDistance(nn.Module):
 
     @classmethod
     def from_card(
-        cls, card: ModelCard, tensors: str | os.PathLike[str] | Mapping[str, Tensor], *, mode: str | None = None,
+        cls, card: ModelCard, tensors: str | os.PathLike[str] | Mapping[str, Tensor], *, mode: Mode | None = None,
         **options: Any,
     ) -> PerceptualDistance:
         """Build the module of ``card``, then load its weights strictly (:meth:`load_weights`).
@@ -338,14 +344,14 @@ class PerceptualDistance(nn.Module):
         x: Tensor,
         y: Tensor,
         *,
-        mode: str | None = None,
+        mode: Mode | None = None,
         spatial: bool = False,
         per_layer: bool = False,
         input_range: tuple[float, float] = (0.0, 1.0),
         grey: bool = False,
         resize: bool = False,
-        reduction: str = "none",
-        out_of_range: str = "error",
+        reduction: Reduction = "none",
+        out_of_range: OutOfRange = "error",
     ) -> Tensor:
         """Distance between matching images of ``x`` and ``y``.
 
@@ -490,7 +496,7 @@ class PerceptualDistance(nn.Module):
         return Features([f.float() for f in self._backbone(xa)], (xa.shape[2], xa.shape[3]))
 
     def compare(
-        self, fa: Features | Sequence[Tensor], fb: Features | Sequence[Tensor], *, mode: str | None = None,
+        self, fa: Features | Sequence[Tensor], fb: Features | Sequence[Tensor], *, mode: Mode | None = None,
         per_layer: bool = False,
     ) -> Tensor:
         """Distances between matching images of two feature batches (from :meth:`embed`, or its
@@ -502,7 +508,7 @@ class PerceptualDistance(nn.Module):
             terms = layer_terms(mode, ma, mb, self._weights())
         return terms if per_layer else terms.sum(1)
 
-    def pairwise(self, fa: Features, fb: Features, *, mode: str | None = None) -> Tensor:
+    def pairwise(self, fa: Features, fb: Features, *, mode: Mode | None = None) -> Tensor:
         """N x M matrix of distances between every image of ``fa`` and every image of ``fb``."""
         mode = self._mode(mode)
         if mode == "spatial" and fa.image_size != fb.image_size:

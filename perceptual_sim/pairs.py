@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import distributed
 from .images import MAX_PIXELS, decode_image, image_size
+from .models.archs import Mode
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,7 +76,7 @@ def score_pairs(
     pairs: Sequence[Pair],
     *,
     batch_size: int,
-    mode: str | None = None,
+    mode: Mode | None = None,
     resize: bool = False,
     check: SizeCheck = same_size,
     load: Callable[[Path], torch.Tensor] | None = None,
@@ -149,7 +150,7 @@ def pair_distances(
     pairs: Sequence[tuple[Path, Path]],
     *,
     batch_size: int,
-    mode: str | None = None,
+    mode: Mode | None = None,
     load: Callable[[Path], torch.Tensor] | None = None,
     desc: str = "scoring",
 ) -> np.ndarray:

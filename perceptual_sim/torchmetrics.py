@@ -27,6 +27,7 @@ except ImportError as exc:  # the optional extra is missing
     ) from exc
 
 from .metric import PerceptualDistance
+from .models.archs import Mode
 from .models.registry import DEFAULT_MODEL
 
 REDUCTIONS = ("mean", "sum", "none", None)
@@ -55,7 +56,7 @@ class PerceptualDistanceMetric(Metric):
         self,
         model: str | None = None,
         *,
-        mode: str | None = None,
+        mode: Mode | None = None,
         reduction: Literal["mean", "sum", "none"] | None = "mean",
         normalize: bool = False,
         **kwargs: Any,
@@ -121,7 +122,7 @@ class PerceptualDiversityMetric(Metric):
     plot_lower_bound = 0.0
     scores: list[Tensor]
 
-    def __init__(self, model: str | None = None, *, mode: str | None = None, normalize: bool = False,
+    def __init__(self, model: str | None = None, *, mode: Mode | None = None, normalize: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(normalize, bool):

@@ -157,3 +157,17 @@ def test_validation_can_be_switched_off(tiny_card):
     torch.testing.assert_close(m(x, x.flip(3)), m(x.clamp(0, 1), x.flip(3).clamp(0, 1)))
     with pytest.raises(ValueError, match="3 colour channels"):
         m(torch.rand(1, 2, 64, 64), torch.rand(1, 2, 64, 64))
+
+
+def test_the_option_types_list_the_accepted_values():
+    import typing
+
+    from perceptual_sim import metric
+    from perceptual_sim.models.archs import MODES, Mode
+
+    assert typing.get_args(Mode) == MODES
+    assert set(typing.get_args(metric.Precision)) == set(metric.PRECISIONS)
+    assert typing.get_args(metric.Reduction) == metric.REDUCTIONS
+    assert typing.get_args(metric.OutOfRange) == metric.OUT_OF_RANGE
+    hints = typing.get_type_hints(PerceptualDistance.forward)
+    assert hints["reduction"] == metric.Reduction and hints["out_of_range"] == metric.OutOfRange

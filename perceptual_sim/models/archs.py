@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 ESTIMATE_SIZE = 256
 """Side of the image whose activations :func:`estimate` counts."""
@@ -19,7 +19,9 @@ ESTIMATE_SIZE = 256
 MAX_MODEL_BYTES = 4 << 30
 """Default bound on :func:`estimate`'s bytes; ``PerceptualDistance(max_model_bytes=...)`` raises it."""
 
-MODES = ("spatial", "style", "meanpool")
+Mode = Literal["spatial", "style", "meanpool"]
+"""The type of a ``mode`` argument: one of :data:`MODES`."""
+MODES: tuple[Mode, ...] = ("spatial", "style", "meanpool")
 """The distances a model computes (:mod:`perceptual_sim.distances` defines each); defined here, where
 cards are checked without torch."""
 
