@@ -20,7 +20,7 @@ the modes, :data:`MODES`, come from :mod:`perceptual_sim.models.archs`, where ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +161,52 @@ def embedding(mode: str, feats: Sequence[Tensor], weights: Sequence[Tensor] | No
     """Per-layer N x D_l vectors e with ``term_l(a, b) = ||e_l(a) - e_l(b)||²``."""
     _, embed = _mode(mode)
     return [embed(f, w) for f, w in zip(feats, _weights(weights, len(feats)))]
+
+
+# ----------------------------------------------------------------------------- in tiles
+def _channel_sum(f: Tensor) -> Tensor:
+    return f.float().sum((2, 3))
+
+
+_SUMMED: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
+    "style": (gram_sum, style_term),
+    "meanpool": (_channel_sum, meanpool_term),
+}
+"""The modes whose term is a function of means over positions: the sum over one map's positions, and
+the term of two means (:func:`gram` and the channel mean of the untiled terms)."""
+
+
+def tiled_terms(
+    mode: str, tiles: Iterable[tuple[bool, Sequence[Tensor], Sequence[Tensor]]],
+    weights: Sequence[Tensor] | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """N x L per-layer terms of pairs compared tile by tile, and in spatial mode their per-layer maps.
+
+    ``tiles`` yields, row by row, ``(new_row, fa, fb)``: one tile's per-layer maps cut to its interior
+    (the interiors cover each position of the image once), and whether the tile starts a row. Spatial
+    maps are stitched and each term is its map's mean; the Gram sums (style) and channel sums
+    (meanpool) add up over the tiles, then each term is formed as :func:`layer_terms` forms it. Each
+    tile is reduced as it comes, so one tile's features are held at a time.
+    """
+    _mode(mode)
+    summed = _SUMMED.get(mode)  # None: spatial
+    rows: list[list[list[Tensor]]] = []  # spatial: [tile row][tile][layer] maps
+    sums: list[list[Tensor | int]] = []  # style / meanpool: per layer, [sum over a's positions, b's, positions]
+    for new_row, fa, fb in tiles:
+        with torch.autocast(fa[0].device.type, enabled=False):
+            if summed is None:
+                rows += [[]] if new_row else []
+                rows[-1].append(spatial_maps(fa, fb, weights))
+            else:
+                part = [[summed[0](a), summed[0](b), a.shape[2] * a.shape[3]] for a, b in zip(fa, fb)]
+                sums = [[s + p for s, p in zip(acc, new)] for acc, new in zip(sums, part)] if sums else part
+    if summed is None:
+        with torch.autocast(rows[0][0][0].device.type, enabled=False):
+            maps = [torch.cat([torch.cat([tile[layer] for tile in row], 3) for row in rows], 2)
+                    for layer in range(len(rows[0][0]))]
+            return torch.stack([m.mean((1, 2, 3)) for m in maps], 1), maps
+    with torch.autocast(sums[0][0].device.type, enabled=False):
+        return torch.stack([summed[1](a / k, b / k) for a, b, k in sums], 1), []
 
 
 def squared_cdist(a: Tensor, b: Tensor) -> Tensor:

@@ -20,12 +20,10 @@ from .distances import (
     blur_normalized,
     blur_radius,
     embedding,
-    gram_sum,
     layer_terms,
-    meanpool_term,
     spatial_maps,
     squared_cdist,
-    style_term,
+    tiled_terms,
 )
 from .models.archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, Mode, check_arch_args, estimate
 from .models.card import ModelCard, WeightsError, load_tensors
@@ -444,51 +442,40 @@ class PerceptualDistance(nn.Module):
         self, x: Tensor, y: Tensor, range_x: tuple[float, float], range_y: tuple[float, float], mode: str,
         weights: list[Tensor] | None, tiling: Tiling,
     ) -> tuple[Tensor, list[Tensor]]:
-        """Per-layer terms (N x L) and spatial maps of pairs too large for one pass, tile by tile.
+        """Per-layer terms (N x L) and spatial maps of pairs too large for one pass, tile by tile
+        (:func:`~perceptual_sim.distances.tiled_terms` over :meth:`_tiles`)."""
+        side = max(tiling.align, (math.isqrt(self._budget(x.device) // 2) - 2 * tiling.halo) // tiling.align
+                   * tiling.align)
+        pairs = [tiled_terms(mode, self._tiles(x[i : i + 1], y[i : i + 1], range_x, range_y, mode, tiling, side),
+                             weights) for i in range(x.shape[0])]
+        return torch.cat([terms for terms, _ in pairs]), [torch.cat(layer) for layer in zip(*(m for _, m in pairs))]
+
+    def _tiles(
+        self, x: Tensor, y: Tensor, range_x: tuple[float, float], range_y: tuple[float, float], mode: str,
+        tiling: Tiling, side: int,
+    ) -> Iterator[tuple[bool, list[Tensor], list[Tensor]]]:
+        """The tiles of one pair, row by row: ``(new_row, fa, fb)``, the maps ``mode`` compares, cut to the
+        tile's interior.
 
         Tiles start at multiples of ``tiling.align`` and carry ``tiling.halo`` pixels of context on
         each side, so the feature positions each tile keeps (those of its interior) equal the
-        whole image's. The sums of the modes (spatial maps stitched, Gram matrices, channel sums)
-        accumulate over the interiors, then the terms are formed as in :func:`layer_terms`.
+        whole image's.
         """
-        n, _, h, w = x.shape
-        align, halo = tiling.align, tiling.halo
-        side = max(align, (math.isqrt(self._budget(x.device) // 2) - 2 * halo) // align * align)
-        terms, maps = [], []
-        for i in range(n):
-            rows: list[list[list[Tensor]]] = []  # spatial: [tile row][tile][layer] maps
-            sums: list[list[Any]] | None = None  # style / meanpool: per layer, [sum a, sum b, positions]
-            for y0 in range(0, h, side):
-                y1 = min(h, y0 + side)
-                rows.append([])
-                for x0 in range(0, w, side):
-                    x1 = min(w, x0 + side)
-                    t0, t1, u0, u1 = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
-                    pair = torch.cat([self._normalise(x[i : i + 1, :, t0:t1, u0:u1], *range_x),
-                                      self._normalise(y[i : i + 1, :, t0:t1, u0:u1], *range_y)])
-                    kept = []
-                    for f, s in zip(self._mode_maps(mode, self._backbone(pair, group=2)), tiling.strides):
-                        r1 = y1 // s - t0 // s if y1 < h else f.shape[2]
-                        c1 = x1 // s - u0 // s if x1 < w else f.shape[3]
-                        kept.append(f[:, :, y0 // s - t0 // s : r1, x0 // s - u0 // s : c1])
-                    with torch.autocast(x.device.type, enabled=False):
-                        if mode == "spatial":
-                            rows[-1].append(spatial_maps([f[:1] for f in kept], [f[1:] for f in kept], weights))
-                            continue
-                        total = gram_sum if mode == "style" else lambda f: f.float().sum((2, 3))
-                        part = [[total(f[:1]), total(f[1:]), f.shape[2] * f.shape[3]] for f in kept]
-                        sums = part if sums is None else [[a + b for a, b in zip(s, p)] for s, p in zip(sums, part)]
-            with torch.autocast(x.device.type, enabled=False):
-                if mode == "spatial":
-                    layers = [torch.cat([torch.cat([tile[l] for tile in row], 3) for row in rows], 2)
-                              for l in range(len(rows[0][0]))]
-                    maps.append(layers)
-                    terms.append(torch.stack([m.mean((1, 2, 3)) for m in layers], 1))
-                else:
-                    term = style_term if mode == "style" else meanpool_term
-                    terms.append(torch.stack([term(a / k, b / k) for a, b, k in sums], 1))
-        stitched = [torch.cat(layer) for layer in zip(*maps)] if maps else []
-        return torch.cat(terms), stitched
+        _, _, h, w = x.shape
+        halo = tiling.halo
+        for y0 in range(0, h, side):
+            y1 = min(h, y0 + side)
+            for x0 in range(0, w, side):
+                x1 = min(w, x0 + side)
+                t0, t1, u0, u1 = max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
+                pair = torch.cat([self._normalise(x[:, :, t0:t1, u0:u1], *range_x),
+                                  self._normalise(y[:, :, t0:t1, u0:u1], *range_y)])
+                kept = []
+                for f, s in zip(self._mode_maps(mode, self._backbone(pair, group=2)), tiling.strides):
+                    r1 = y1 // s - t0 // s if y1 < h else f.shape[2]
+                    c1 = x1 // s - u0 // s if x1 < w else f.shape[3]
+                    kept.append(f[:, :, y0 // s - t0 // s : r1, x0 // s - u0 // s : c1])
+                yield x0 == 0, [f[:1] for f in kept], [f[1:] for f in kept]
 
     def embed(self, x: Tensor, *, input_range: tuple[float, float] = (0.0, 1.0), grey: bool = False) -> Features:
         """Backbone features of ``x``, computed once, for :meth:`pairwise` in any mode."""
