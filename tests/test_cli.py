@@ -41,6 +41,7 @@ def _api_distance(card: Path, a: Path, b: Path, **kwargs) -> float:
 
 
 # ----------------------------------------------------------------------------- subprocesses
+@pytest.mark.slow
 def test_a_b_prints_the_api_distance(tiny_card, pair, tmp_path):
     result = _run(*pair, "--model", tiny_card, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -50,6 +51,7 @@ def test_a_b_prints_the_api_distance(tiny_card, pair, tmp_path):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_unknown_model_is_an_error_without_traceback(pair, tmp_path):
     result = _run(*pair, "--model", "no-such-model", cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
@@ -57,6 +59,7 @@ def test_unknown_model_is_an_error_without_traceback(pair, tmp_path):
     assert "perceptual-sim list" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_dirs_carries_on_past_bad_files(tiny_card, tmp_path):
     ref, out = tmp_path / "ref", tmp_path / "out"
     for name, seed in (("x.png", 1), ("sub/y.png", 2), ("sub/z.png", 3)):

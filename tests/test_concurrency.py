@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import make_model
 from hubclient import pair, weights_digest
@@ -50,6 +51,7 @@ def test_threads_share_one_module_and_get_correct_results(tmp_path):
         api.clear_cache()
 
 
+@pytest.mark.network
 def test_two_processes_fill_one_hub_cache_soundly(tmp_path):
     card = make_model(tmp_path, seed=4)
     files = {"card.json": card.read_bytes(), "model.safetensors": card.with_suffix(".safetensors").read_bytes()}

@@ -54,6 +54,7 @@ def test_launch_rejects_an_inconsistent_environment(monkeypatch, rank, world, lo
 
 
 # ----------------------------------------------------------------------------- torchrun
+@pytest.mark.distributed
 def test_each_process_gets_its_share_and_everyone_gets_all_in_order(tmp_path):
     (tmp_path / "sharing.py").write_text(SHARING)
     result = torchrun("sharing.py", cwd=tmp_path)
@@ -64,6 +65,7 @@ def test_each_process_gets_its_share_and_everyone_gets_all_in_order(tmp_path):
     assert all(r["gathered"] == [10 * i for i in range(7)] and r["device"] == "cpu" for r in reports)
 
 
+@pytest.mark.distributed
 def test_dirs_under_torchrun_writes_what_one_process_writes(tiny_card, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for i in range(9):  # two sizes, batches of 2: five batches, dealt 3 + 2
@@ -98,12 +100,14 @@ def _assert_eval_under_torchrun_matches_one_process(common: list, tmp_path: Path
     assert two.stdout == one.out.replace(str(tmp_path / "one.json"), "two.json")
 
 
+@pytest.mark.distributed
 def test_eval_bapps_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, capsys):
     root = make_bapps(tmp_path / "bapps")
     common = ["eval", "bapps", "--root", root, "--model", tiny_card, "--batch-size", "2"]
     _assert_eval_under_torchrun_matches_one_process(common, tmp_path, capsys)
 
 
+@pytest.mark.distributed
 def test_eval_proxy_under_torchrun_gives_the_scores_of_one_process(tiny_card, tmp_path, monkeypatch, capsys):
     from perceptual_sim.lab.evaluate.metrics import L2Metric, SSIMMetric
     from perceptual_sim.lab.evaluate.proxy import default_cache, judge, make_proxy_set

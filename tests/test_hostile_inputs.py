@@ -168,6 +168,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("target, message", [("/proc/self/pagemap", "pseudo-file system"),
                                              ("/proc/self/mem", "pseudo-file system")])
+@pytest.mark.slow
 def test_pseudo_files_are_refused_unread(tiny_card, tmp_path, target, message):
     if not os.path.exists(target):
         pytest.skip(f"no {target} here")

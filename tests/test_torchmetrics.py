@@ -94,6 +94,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.distributed
 def test_two_processes_give_the_one_process_result(card, tmp_path):
     batches = _batches()
     torch.save(batches, tmp_path / "batches.pt")
@@ -142,6 +143,7 @@ def test_equals_torchmetrics_lpips(arrays, monkeypatch):
         torch.testing.assert_close(ours.compute(), theirs.compute(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_package_does_not_import_torchmetrics(tmp_path):
     code = ("import sys; import perceptual_sim.models.convert; import perceptual_sim.lab.evaluate; from perceptual_sim import api, cli, metric, pictures; "
             "print('torchmetrics' in sys.modules); "
