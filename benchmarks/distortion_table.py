@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from perceptual_sim import DEFAULT_MODEL, PerceptualDistance, __version__, list_models
-from perceptual_sim.models.convert import REFERENCES
+from perceptual_sim.convert import REFERENCES
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
           "motorcycle_left.png", "retina.jpg", "rocket.jpg")

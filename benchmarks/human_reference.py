@@ -44,7 +44,7 @@ BASELINE = ("lpips-alex", "spatial")
 
 def rows() -> list[tuple[str, object]]:
     """(row name, factory of a metric) in the order of the table; the slow VGG rows last."""
-    from perceptual_sim.models.convert import lpips_reference
+    from perceptual_sim.convert import lpips_reference
 
     def lpips(net: str, lin: bool):
         return lambda: NetMetric(PerceptualDistance.from_pretrained(str(lpips_reference(net, lin))),

@@ -15,7 +15,7 @@ import torch
 from speed import count_flops  # benchmarks/speed.py, beside this script
 
 from perceptual_sim import PerceptualDistance, list_models
-from perceptual_sim.models.convert import REFERENCES
+from perceptual_sim.convert import REFERENCES
 
 
 def gflops(model: PerceptualDistance, size: int) -> float:

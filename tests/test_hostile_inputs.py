@@ -217,7 +217,7 @@ def test_the_download_cache_holds_only_the_pinned_references(tmp_path, monkeypat
 
 
 def test_the_pins_name_what_download_makes():
-    from perceptual_sim.models.convert import REFERENCES, _card, _efficientnet_card
+    from perceptual_sim.convert import REFERENCES, _card, _efficientnet_card
 
     made = {name: _card(*REFERENCES[name]) for name in PINNED if name in REFERENCES}
     made["efficientnet-lite0"] = _efficientnet_card()

@@ -145,7 +145,7 @@ def test_hub_imports_no_model_module():
                 todo.append(e.target)
     assert "perceptual_sim.models.card" in reached
     assert not reached & {"perceptual_sim.metric", "perceptual_sim.api", "perceptual_sim.backbones",
-                          "perceptual_sim.models.convert", "perceptual_sim.lab.train"}, sorted(reached)
+                          "perceptual_sim.convert", "perceptual_sim.lab.train"}, sorted(reached)
 
 
 def _inside(module: str, package: str) -> bool:
@@ -162,6 +162,13 @@ def test_the_module_imports_no_hub_code():
         "perceptual_sim.models.archs", "perceptual_sim.models.card", "perceptual_sim.models.registry"}, targets
     names = {n.id for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Name)}
     assert not names & {"hub", "evict", "HUB_PREFIX", "resolve"}, names & {"hub", "evict", "HUB_PREFIX", "resolve"}
+
+
+def test_the_models_layer_imports_nothing_above_it():
+    """models/ (models as data) stands under the nn.Module: it uses the file helpers and the version only."""
+    above = {e.target for e in _edges() if _inside(e.source, "perceptual_sim.models")
+             and not _inside(e.target, "perceptual_sim.models")}
+    assert above <= {"perceptual_sim.files", "perceptual_sim._version"}, above
 
 
 def test_nothing_outside_the_lab_imports_it():

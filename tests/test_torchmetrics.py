@@ -145,7 +145,7 @@ def test_equals_torchmetrics_lpips(arrays, monkeypatch):
 
 @pytest.mark.slow
 def test_the_package_does_not_import_torchmetrics(tmp_path):
-    code = ("import sys; import perceptual_sim.models.convert; import perceptual_sim.lab.evaluate; from perceptual_sim import api, cli, metric, pictures; "
+    code = ("import sys; import perceptual_sim.convert; import perceptual_sim.lab.evaluate; from perceptual_sim import api, cli, metric, pictures; "
             "print('torchmetrics' in sys.modules); "
             "sys.modules['torchmetrics'] = None\n"
             "try:\n    import perceptual_sim.torchmetrics\nexcept ImportError as exc:\n    print(exc)")

