@@ -1,0 +1,39 @@
+"""Contrast sensitivity (perceptual_sim.csf): coarse structure passes, detail near Nyquist is attenuated
+as the viewing condition says, and the filter is exact where it should be."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from perceptual_sim.csf import PEAK_CPD, csf_filter, sensitivity
+
+
+def grating(cycles_per_pixel: float, size: int = 64) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32)
+    g = 0.5 + 0.25 * torch.cos(2 * math.pi * cycles_per_pixel * x)
+    return g.view(1, 1, 1, size).expand(1, 3, size, size).clone()
+
+
+def test_sensitivity_is_flat_below_its_peak_and_falls_above():
+    f = torch.tensor([0.0, 1.0, PEAK_CPD, 16.0, 30.0])
+    s = sensitivity(f)
+    assert torch.equal(s[:3], torch.ones(3))
+    assert 1 > s[3] > s[4] > 0
+
+
+def test_ppd_zero_is_the_identity_and_flat_images_pass():
+    x = torch.rand(2, 3, 20, 24)
+    assert csf_filter(x, 0) is x
+    flat = torch.full((1, 3, 20, 24), 0.3)
+    assert torch.allclose(csf_filter(flat, 60), flat, atol=1e-6)
+
+
+def test_fine_gratings_fade_with_more_pixels_per_degree():
+    """A 0.4 cycles/px grating at 60 px/degree is 24 cycles/degree: its contrast falls to the CSF's value."""
+    fine, coarse = grating(0.4), grating(0.1)
+    contrast = lambda x: (x[..., 16:48, 16:48].amax() - x[..., 16:48, 16:48].amin()).item() / 0.5  # noqa: E731
+    assert abs(contrast(csf_filter(coarse, 60)) - 1) < 0.02  # 6 cycles/degree: below the peak
+    assert abs(contrast(csf_filter(fine, 60)) - sensitivity(torch.tensor(24.0)).item()) < 0.05
+    assert contrast(csf_filter(fine, 90)) < contrast(csf_filter(fine, 30)) < 1
