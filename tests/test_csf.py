@@ -33,7 +33,7 @@ def test_ppd_zero_is_the_identity_and_flat_images_pass():
 def test_fine_gratings_fade_with_more_pixels_per_degree():
     """A 0.4 cycles/px grating at 60 px/degree is 24 cycles/degree: its contrast falls to the CSF's value."""
     fine, coarse = grating(0.4), grating(0.1)
-    contrast = lambda x: (x[..., 16:48, 16:48].amax() - x[..., 16:48, 16:48].amin()).item() / 0.5  # noqa: E731
+    contrast = lambda x: (x[..., 16:48, 16:48].amax() - x[..., 16:48, 16:48].amin()).item() / 0.5
     assert abs(contrast(csf_filter(coarse, 60)) - 1) < 0.02  # 6 cycles/degree: below the peak
     assert abs(contrast(csf_filter(fine, 60)) - sensitivity(torch.tensor(24.0)).item()) < 0.05
     assert contrast(csf_filter(fine, 90)) < contrast(csf_filter(fine, 30)) < 1
