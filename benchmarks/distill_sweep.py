@@ -123,6 +123,8 @@ def main() -> int:
                 return 0
             time.sleep(args.watch)
             continue
+        todo.sort(key=lambda item: (item[1]["step"] / json.loads((item[0] / "recipe.json").read_text())["steps"],
+                                    item[0].name), reverse=True)  # the last checkpoints first
         for run, rec in todo:
             t0 = time.time()
             with tempfile.TemporaryDirectory() as tmp:
