@@ -151,14 +151,28 @@ class PerceptualDistance(nn.Module):
         *,
         mode: Mode | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = None,
         **options: Any,
     ) -> PerceptualDistance:
         """Load a bundled name, a local path or ``hf-hub:ORG/NAME[@REV]`` (strict, sha256-checked).
 
+        ``device``: where the built module goes (``"cuda"``, ``"cpu"``, a :class:`torch.device`, or
+        ``"auto"``: CUDA when available); default the CPU. Afterwards it moves with ``.to()``.
         ``options`` are the constructor's keyword options (``precision``, ``batch_pixels``, ...).
         Hub files that fail a check are removed from the Hugging Face cache.
         """
-        return load(model, lambda card, path: cls.from_card(card, path, mode=mode, **options), cache_dir=cache_dir)
+        module = load(model, lambda card, path: cls.from_card(card, path, mode=mode, **options), cache_dir=cache_dir)
+        if device is None:
+            return module
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            target = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device={device!r} is not a torch device (try 'cpu', 'cuda' or 'auto')") from None
+        if target.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available here (torch {torch.__version__}); use 'cpu'")
+        return module.to(target)
 
     @classmethod
     def from_card(
