@@ -7,9 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
+from contextvars import ContextVar
 from pathlib import Path
+from typing import TextIO
+
+STDOUT = "-"
+"""The output name that means standard output (``--csv -``, ``--json -``)."""
+
+QUIET_ENV = "PERCEPTUAL_SIM_QUIET"
+"""Set to 1 (``--quiet``): no progress bars, no ``wrote ...`` lines; errors and warnings still print."""
+
+dash_stream: ContextVar[TextIO | None] = ContextVar("dash_stream", default=None)
+"""Where an output named ``-`` goes (the command line sets it to the real stdout while it sends its
+own prints to stderr); None: ``sys.stdout``."""
 
 
 class OutputError(ValueError):
@@ -62,7 +75,7 @@ def check_output(path: Path | None, force: bool, flag: str) -> None:
 
     Raises :class:`OutputError` naming the option ``flag`` (e.g. ``--json``) that gave the path.
     """
-    if path is None:
+    if path is None or str(path) == STDOUT:
         return
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder; give a file name")
@@ -91,9 +104,20 @@ def _entry(path: Path) -> tuple[str, str]:
     return os.path.realpath(path.parent), path.name
 
 
+def quiet() -> bool:
+    """Whether ``--quiet`` (:data:`QUIET_ENV`) is in force."""
+    return os.environ.get(QUIET_ENV, "") not in ("", "0")
+
+
 def write_output(path: Path, text: str, force: bool, flag: str) -> None:
     """Write an output checked by :func:`check_output` atomically: readers and an interrupted run
-    never see a half file. A file created meanwhile is kept unless ``force``: FileExistsError."""
+    never see a half file. A file created meanwhile is kept unless ``force``: FileExistsError.
+    ``-`` (:data:`STDOUT`) writes to standard output (:data:`dash_stream`)."""
+    if str(path) == STDOUT:
+        stream = dash_stream.get() or sys.stdout
+        stream.write(text)
+        stream.flush()
+        return
     try:
         write_atomic(path, text.encode("utf-8"), overwrite=force)
     except FileExistsError:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distributed
+from .files import quiet
 from .images import MAX_PIXELS, decode_image, image_size
 from .models.archs import Mode
 
@@ -64,10 +65,11 @@ def check_batch_size(batch_size: int) -> None:
 
 
 def progress(total: int, desc: str, unit: str, *, terminal_only: bool = False) -> tqdm:
-    """A progress bar, shown by rank 0 only under torchrun (and only on a terminal with ``terminal_only``)."""
+    """A progress bar on stderr, shown by rank 0 only under torchrun (and only on a terminal with
+    ``terminal_only``), never with ``--quiet``."""
     from tqdm import tqdm
 
-    disable = (None if terminal_only else False) if distributed.is_main() else True  # None: on a terminal only
+    disable = (None if terminal_only else False) if distributed.is_main() and not quiet() else True  # None: on a tty
     return tqdm(total=total, desc=desc, unit=unit, disable=disable)
 
 

@@ -9,6 +9,11 @@ commands that need it: ``--version``, ``--help`` and ``list`` answer without it.
 commands share, and the printing of notes and errors, are in :mod:`perceptual_sim.cli.options`. The lab's
 commands (``train``, ``eval``) live in :mod:`perceptual_sim.lab.cli` and share this policy.
 
+Every command takes ``--quiet`` (no progress bar, no ``wrote ...`` lines), and those that compute
+take ``--threads N|auto`` (torch's CPU threads; ``auto``: the idle cores, see :func:`auto_threads`);
+``train run`` and ``train distill`` keep their own ``--threads``. An output named ``-`` (``--csv -``,
+``--json -``) goes to stdout, and the command's own prints then go to stderr.
+
 Exit codes: 0 success, 1 a failure while working (an unreadable image, an unknown model, a pair
 that could not be scored), 2 a usage error found before any work, 130 interrupted. Errors are
 printed on stderr as ``error: ...``, never as a traceback; a command names itself in them by
@@ -19,16 +24,18 @@ only, other errors by every rank, naming it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from .._version import __version__
-from ..files import OutputError
+from ..files import QUIET_ENV, STDOUT, OutputError, dash_stream
 from .options import UsageError, error
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +56,8 @@ lives in ``.listing``: an imported submodule becomes a name here, and would hide
 ``eval`` are the lab's (:mod:`perceptual_sim.lab.cli`): named here, imported only when they run."""
 
 _TOP_LEVEL_FLAGS = ("-h", "--help", "--version")
+_UNTHREADED = ("list", "download", "push")
+"""Commands that compute nothing with torch: no ``--threads``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         context = getattr(args, "context", "")
-        return func(args)
+        with _settings(args):
+            return func(args)
     except (UsageError, OutputError, FileExistsError) as exc:  # the same on every process of a launch
         return error(str(exc), 2, every_rank=False)
     except KeyboardInterrupt as exc:  # a command may say how to carry on: KeyboardInterrupt("run ... again")
@@ -106,7 +116,94 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             subparsers.add_parser(name, help=summary)
         elif command == name:
             importlib.import_module(module, __name__).add_parser(subparsers)
+            for leaf in _leaves(subparsers.choices[name]):
+                _add_common_options(leaf, threads=name not in _UNTHREADED)
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parsers below ``parser`` that run something (those without sub-commands of their own)."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            yield from _leaves(child)
+
+
+def _add_common_options(p: argparse.ArgumentParser, *, threads: bool) -> None:
+    """``--quiet``, and ``--threads`` (unless the command has its own)."""
+    if "--quiet" not in p._option_string_actions:
+        p.add_argument("--quiet", action="store_true",
+                       help="no progress bar and no 'wrote ...' lines (errors and warnings still print)")
+    if threads and "--threads" not in p._option_string_actions:
+        p.add_argument("--threads", type=_threads, default="auto", metavar="N|auto",
+                       help="torch CPU threads (default auto: torch's count, or OMP_NUM_THREADS, lowered to the cores "
+                            "idle now; on a busy machine 1 is often much faster)")
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
+def auto_threads() -> int:
+    """``--threads auto``: torch's default count (the usable cores, or ``OMP_NUM_THREADS``) lowered to the
+    cores idle now (the usable cores less the one-minute load average), at least 1. Other jobs on the cores
+    make torch's default oversubscribe them, which is several times slower than fewer threads."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", "")) or cores
+    except ValueError:
+        wanted = cores
+    try:
+        idle = cores - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows)
+        idle = cores
+    return max(1, min(wanted, round(idle)))
+
+
+@contextlib.contextmanager
+def _settings(args: argparse.Namespace) -> Iterator[None]:
+    """``--threads``, ``--quiet`` and outputs named ``-`` in force while the command runs; then undone."""
+    saved_env = {k: os.environ.get(k) for k in (QUIET_ENV, "OMP_NUM_THREADS")}
+    torch = sys.modules.get("torch")
+    saved_threads = torch.get_num_threads() if torch is not None else None
+    dashes = [f"--{name}" for name in ("csv", "json") if getattr(args, name, None) == Path(STDOUT)]
+    if len(dashes) > 1:
+        raise UsageError(f"{' and '.join(dashes)} both name stdout (-); send one of them to a file")
+    token = dash_stream.set(sys.stdout)
+    try:
+        if getattr(args, "quiet", False):
+            os.environ[QUIET_ENV] = "1"
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            count = auto_threads() if threads == "auto" else threads
+            if torch is not None:
+                torch.set_num_threads(count)
+            else:  # read when torch is imported, after the checks on the inputs
+                os.environ["OMP_NUM_THREADS"] = str(count)
+        with contextlib.redirect_stdout(sys.stderr) if dashes else contextlib.nullcontext():
+            yield
+    finally:
+        dash_stream.reset(token)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        torch = sys.modules.get("torch")
+        if torch is not None and saved_threads is not None:
+            torch.set_num_threads(saved_threads)
+
+
 
 
 def _cuda_out_of_memory() -> type[BaseException] | tuple[()]:

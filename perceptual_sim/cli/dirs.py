@@ -25,6 +25,7 @@ from .options import (
     add_image_options,
     add_model_options,
     cell,
+    confirm,
     error,
     note_grey,
     pair_problem,
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             writer.writerow([cell(r.a), cell(r.b), dist, cell(r.error or ""), cell(info["model"]), info["mode"],
                              info["sha256"]])
         write_output(args.csv, text.getvalue(), args.force, "--csv")
+        confirm(args.csv, f"{len(rows)} pairs")
     if args.json is not None:
         result = {**info, "a": safe(str(args.dir_a)), "b": safe(str(args.dir_b)), "summary": summary,
                   "pairs": [{**asdict(r), "a": safe(str(r.a)), "b": safe(str(r.b)),
@@ -137,8 +139,10 @@ def run(args: argparse.Namespace) -> int:
                   "only_in_a": [safe(n) for n in only_a], "only_in_b": [safe(n) for n in only_b],
                   "unreadable_folders": [safe(n) for n in unreadable_a + unreadable_b]}
         write_output(args.json, json.dumps(result, indent=2, allow_nan=False) + "\n", args.force, "--json")
+        confirm(args.json, f"{len(rows)} pairs")
     if args.report is not None:
         _write_report(args, model, rows, common, info)
+        confirm(args.report, f"{len(rows)} pairs")
     _print_summary(summary, info)
     if (only_a or only_b) and not args.allow_unpaired:
         error(f"{len(only_a) + len(only_b)} files have no counterpart (listed above); pass --allow-unpaired if "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
+from ..files import STDOUT, quiet
 from ..models.archs import MODES
 from ..models.registry import DEFAULT_MODEL
 
@@ -41,6 +42,12 @@ def error(message: str, code: int, *, every_rank: bool = True) -> int:
 
 def note(message: str) -> None:
     print(f"note: {safe(message)}", file=sys.stderr)
+
+
+def confirm(path: Path | str, what: str = "") -> None:
+    """Say on stderr what a command wrote (``wrote scores.csv (10 pairs)``): not for ``-``, nor with ``--quiet``."""
+    if not quiet() and str(path) != STDOUT:
+        print(f"wrote {safe(str(path))}" + (f" ({what})" if what else ""), file=sys.stderr)
 
 
 def note_grey(paths: Sequence[Path]) -> None:

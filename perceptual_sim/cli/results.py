@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import check_output, write_output
-from .options import UsageError, cell, safe
+from .options import UsageError, cell, confirm, safe
 
 SUFFIXES = {"--csv": (".csv",), "--json": (".json",), "--report": (".html", ".htm"), "--plot": (".png",)}
 
@@ -47,11 +47,13 @@ def write_csv(path: Path | None, header: Sequence[str], rows: Sequence[Sequence[
         writer.writerow([repr(v) if isinstance(v, float) else v if isinstance(v, int) else cell(v) for v in row]
                         + [cell(info["model"]), info["mode"], info["sha256"], info["version"]])
     write_output(path, text.getvalue(), force, "--csv")
+    confirm(path, f"{len(rows)} rows")
 
 
 def write_json(path: Path | None, result: dict[str, Any], force: bool) -> None:
     if path is not None:
         write_output(path, json.dumps(result, indent=2, allow_nan=False) + "\n", force, "--json")
+        confirm(path)
 
 
 def list_failed(failed: Sequence[tuple[str, str]]) -> None:
@@ -78,3 +80,4 @@ def fail_code(failed: Sequence[Any]) -> int:
 
 def say(message: str) -> None:
     print(safe(message), file=sys.stderr)
+
