@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import Tiling, build_backbone
+from .csf import csf_filter
 from .distances import (
     MODES,
     blur_normalized,
@@ -26,7 +27,7 @@ from .distances import (
     tiled_terms,
 )
 from .models.archs import ESTIMATE_SIZE, MAX_MODEL_BYTES, Mode, check_arch_args, estimate
-from .models.card import ModelCard, WeightsError, load_tensors
+from .models.card import MAX_PIXELS_PER_DEGREE, ModelCard, WeightsError, load_tensors
 from .models.registry import load
 
 RANGE_TOLERANCE = 1e-3
@@ -79,6 +80,10 @@ class PerceptualDistance(nn.Module):
             more memory than this (float32 parameters plus the activations of one 256 x 256
             image, estimated from the arguments). Default: the environment variable
             ``PERCEPTUAL_SIM_MAX_MODEL_BYTES``, else 4 GiB. Raise it for a card you trust.
+        pixels_per_degree: the viewing condition (pixels per degree of visual angle) at which images
+            are seen: each spatial frequency is weighted by human contrast sensitivity there before
+            the backbone (:mod:`perceptual_sim.csf`), so detail too fine to see counts less. 0 turns
+            it off; default: the card's.
 
     A pair larger than ``batch_pixels`` is evaluated in tiles with a halo covering the
     backbone's receptive field (not ViTs: their attention is global), so peak memory follows
@@ -95,6 +100,7 @@ class PerceptualDistance(nn.Module):
         validate: bool = True,
         compile: bool | None = None,
         max_model_bytes: int | None = None,
+        pixels_per_degree: float | None = None,
     ) -> None:
         super().__init__()
         mode = mode or card.default_mode
@@ -120,6 +126,13 @@ class PerceptualDistance(nn.Module):
         self.precision = precision
         self.batch_pixels = batch_pixels
         self.validate = validate
+        if pixels_per_degree is None:
+            pixels_per_degree = card.pixels_per_degree
+        if not (isinstance(pixels_per_degree, (int, float)) and 0 <= pixels_per_degree <= MAX_PIXELS_PER_DEGREE):
+            raise ValueError(f"pixels_per_degree must be a number in [0, {MAX_PIXELS_PER_DEGREE:g}] (0 for none), "
+                             f"got {pixels_per_degree!r}")
+        self.pixels_per_degree = float(pixels_per_degree)
+        """The viewing condition images are seen at (:mod:`perceptual_sim.csf`); 0: none."""
         self.weights_path: Path | None = None
         """The tensor file the weights came from (:meth:`from_pretrained`, :meth:`from_card`), else None."""
         self.backbone = build_backbone(card.arch, card.arch_args).to(memory_format=torch.channels_last)
@@ -298,7 +311,7 @@ class PerceptualDistance(nn.Module):
         if out_of_range not in OUT_OF_RANGE:
             raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE}, got {out_of_range!r}")
         if x.dtype == torch.uint8:
-            return x, 0.0, 255.0
+            return self._seen(x), 0.0, 255.0
         if x.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{name} has dtype {x.dtype}; use a float tensor in {input_range} or uint8 in [0, 255]")
         if n and self.validate:
@@ -308,7 +321,13 @@ class PerceptualDistance(nn.Module):
             tol = RANGE_TOLERANCE * (hi - lo)
             if out_of_range == "error" and (vmin < lo - tol or vmax > hi + tol):
                 raise ValueError(_range_message(name, vmin, vmax, lo, hi))
-        return x, lo, hi
+        return self._seen(x), lo, hi
+
+    def _seen(self, x: Tensor) -> Tensor:
+        """``x`` as an observer at :attr:`pixels_per_degree` sees it (:func:`csf_filter`; unchanged at 0)."""
+        if not self.pixels_per_degree:
+            return x
+        return csf_filter(x if x.is_floating_point() else x.float(), self.pixels_per_degree)
 
     def _normalise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """Map values in [lo, hi] to the backbone's input: clamped to the range (gradients pass

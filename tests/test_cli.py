@@ -92,12 +92,22 @@ def test_dirs_carries_on_past_bad_files(tiny_card, tmp_path):
 def test_json_fields(tiny_card, pair, capsys):
     assert main([*map(str, pair), "--model", str(tiny_card), "--json", "--mode", "meanpool"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"distance", "model", "mode", "sha256", "feature_blur", "version", "a", "b"}
-    assert out["feature_blur"] == 0.0
+    assert set(out) == {"distance", "model", "mode", "sha256", "feature_blur", "pixels_per_degree", "version", "a", "b"}
+    assert out["feature_blur"] == 0.0 and out["pixels_per_degree"] == 0.0
     card = json.loads(tiny_card.read_text())
     assert out["model"] == "tiny" and out["mode"] == "meanpool" and out["sha256"] == card["sha256"]
     assert out["a"] == str(pair[0]) and out["version"]
     assert out["distance"] == pytest.approx(_api_distance(tiny_card, *pair, mode="meanpool"), rel=1e-6)
+
+
+def test_pixels_per_degree_is_applied_and_recorded(tiny_card, pair, capsys):
+    assert main([*map(str, pair), "--model", str(tiny_card), "--json", "--pixels-per-degree", "60"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pixels_per_degree"] == 60.0
+    seen = PerceptualDistance.from_pretrained(str(tiny_card), pixels_per_degree=60)
+    x, y = (load_image(p)[None] for p in pair)
+    assert out["distance"] == pytest.approx(seen(x, y).item(), rel=1e-6)
+    assert out["distance"] != pytest.approx(_api_distance(tiny_card, *pair), rel=1e-3)
 
 
 def test_map_is_a_size_of_a_and_is_never_overwritten(tiny_card, pair, tmp_path, capsys):

@@ -37,3 +37,27 @@ def test_fine_gratings_fade_with_more_pixels_per_degree():
     assert abs(contrast(csf_filter(coarse, 60)) - 1) < 0.02  # 6 cycles/degree: below the peak
     assert abs(contrast(csf_filter(fine, 60)) - sensitivity(torch.tensor(24.0)).item()) < 0.05
     assert contrast(csf_filter(fine, 90)) < contrast(csf_filter(fine, 30)) < 1
+
+
+def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
+    """The metric filters both images (x at 60 px/degree): fine noise shrinks, d(x, x) stays 0, a card
+    field sets the default and a bad value is refused."""
+    import dataclasses
+
+    import pytest
+
+    from perceptual_sim import PerceptualDistance
+    from perceptual_sim.models.card import ModelCard, WeightsError
+
+    torch.manual_seed(0)
+    card = ModelCard(name="t", arch="k22_resnet", arch_args={"width": 0.25})
+    plain = PerceptualDistance(card)
+    seen = PerceptualDistance(dataclasses.replace(card, pixels_per_degree=60.0))
+    seen.load_state_dict(plain.state_dict())
+    x = torch.full((1, 3, 64, 64), 0.5)
+    fine = (x + 0.05 * (grating(0.45) - 0.5) / 0.25).clamp(0, 1)
+    assert seen(x, x).item() == 0
+    assert seen(x, fine).item() < 0.5 * plain(x, fine).item()
+    assert PerceptualDistance(card, pixels_per_degree=60.0).pixels_per_degree == 60.0
+    with pytest.raises(WeightsError, match="pixels_per_degree"):
+        dataclasses.replace(card, pixels_per_degree=-1.0)

@@ -13,6 +13,7 @@ from .options import (
     UsageError,
     add_image_options,
     add_model_options,
+    load_model,
     note,
     note_grey,
     pair_problem,
@@ -60,11 +61,10 @@ def run(args: argparse.Namespace) -> int:
         mode = "spatial"
     import torch
 
-    from ..api import load
     from ..images import decode_image
     from ..pictures import save_heatmap
 
-    model = load(args.model, mode=mode, device=torch_device(args.device))
+    model = load_model(args, torch_device(args.device), mode)
     if args.map is not None and model.card.default_mode != "spatial" and args.mode is None:
         note(f"--map uses the spatial mode (model {model.card.name} defaults to {model.card.default_mode})")
     a, b = (decode_image(p, max_pixels=args.max_pixels) for p in (args.a, args.b))

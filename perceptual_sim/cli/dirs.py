@@ -27,6 +27,7 @@ from .options import (
     cell,
     confirm,
     error,
+    load_model,
     note_grey,
     pair_problem,
     positive_int,
@@ -79,7 +80,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import distributed
-    from ..api import load
     from ..pairs import Pair
 
     for folder in (args.dir_a, args.dir_b):
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                          "and none share a relative path")
     rows = [Pair(files_a[r], files_b[r]) for r in common]
     with distributed.session(device) as device:
-        model = load(args.model, mode=args.mode, device=device)
+        model = load_model(args, device)
         _score(model, rows, batch_size=args.batch_size, resize=args.resize, max_pixels=args.max_pixels)
     failed = [r for r in rows if r.error is not None]
     status = 1 if failed or problems else 0
@@ -141,7 +141,11 @@ def run(args: argparse.Namespace) -> int:
         write_output(args.json, json.dumps(result, indent=2, allow_nan=False) + "\n", args.force, "--json")
         confirm(args.json, f"{len(rows)} pairs")
     if args.report is not None:
-        _write_report(args, model, rows, common, info)
+        _write_report(args, model, rows, common, info, unscored=[
+            (f"files in {safe(str(args.dir_a))} only", [safe(n) for n in only_a]),
+            (f"files in {safe(str(args.dir_b))} only", [safe(n) for n in only_b]),
+            ("folders that could not be read", [safe(n) for n in unreadable_a + unreadable_b]),
+            ("names that are not regular files, skipped", [safe(n) for n in special])])
         confirm(args.report, f"{len(rows)} pairs")
     _print_summary(summary, info)
     if (only_a or only_b) and not args.allow_unpaired:
@@ -151,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: list[Pair], names: list[str],
-                  info: dict[str, str]) -> None:
-    """The ``--report`` page; the pairs shown get a spatial heat map, on one scale."""
+                  info: dict[str, str], unscored: list[tuple[str, list[str]]]) -> None:
+    """The ``--report`` page; the pairs shown get a spatial heat map, on a shared scale and on their own;
+    the files not scored are listed."""
     import torch
 
     from ..images import decode_image
@@ -171,7 +176,7 @@ def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: lis
                  largest=[show(r) for r in scored[::-1][:k]],
                  smallest=[show(r) for r in scored[: min(SHOWN, len(scored) - k)]],
                  info={"A": safe(str(args.dir_a)), "B": safe(str(args.dir_b)), **info},
-                 title=safe(f"{args.dir_a} vs {args.dir_b}"), overwrite=args.force)
+                 title=safe(f"{args.dir_a} vs {args.dir_b}"), overwrite=args.force, unscored=unscored)
 
 
 def _image_files(root: Path, special: list[str] | None = None) -> tuple[dict[str, Path], list[str]]:

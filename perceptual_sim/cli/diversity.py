@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import add_image_options, add_model_options, positive_int, safe, torch_device
+from .options import add_image_options, add_model_options, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, fail_code, folder, list_failed, model_line, write_csv, write_json
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_outputs(args, ("--csv", "--json"))
     device = torch_device(args.device)
-    r = diversity(args.dir, grouped=False if args.all_pairs else None, model=args.model, mode=args.mode,
+    r = diversity(args.dir, grouped=False if args.all_pairs else None, model=load_model(args, device), mode=args.mode,
                   device=device, batch_size=args.batch_size, resamples=args.resamples, max_pixels=args.max_pixels,
                   errors="record")
     list_failed(r.failed)

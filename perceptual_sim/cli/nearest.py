@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_image_options, add_model_options, positive_int, safe, torch_device
+from .options import add_image_options, add_model_options, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, fail_code, folder, list_failed, model_line, write_csv, write_json
 
 SHOWN_ROWS = 10
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise UsageError("--candidates applies to --index faiss")
     device = torch_device(args.device)
-    r = nearest(args.generated, args.training, k=args.top, model=args.model, mode=args.mode, device=device,
+    r = nearest(args.generated, args.training, k=args.top, model=load_model(args, device), mode=args.mode, device=device,
                 batch_size=args.batch_size, index=args.index, candidates=args.candidates, chunk=args.chunk,
                 max_pixels=args.max_pixels, errors="record")
     list_failed(r.failed)

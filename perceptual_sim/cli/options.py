@@ -80,9 +80,9 @@ def cell(text: object) -> str:
 
 
 def provenance(model: PerceptualDistance) -> dict[str, str | float | tuple[float, ...]]:
-    """What a result was computed with: model, mode, weights sha256, feature blur, package version."""
+    """What a result was computed with: model, mode, weights sha256, feature blur, viewing condition, version."""
     return {"model": model.card.name, "mode": model.mode, "sha256": model.card.sha256,
-            "feature_blur": model.card.feature_blur, "version": __version__}
+            "feature_blur": model.card.feature_blur, "pixels_per_degree": model.pixels_per_degree, "version": __version__}
 
 
 # ----------------------------------------------------------------------------- argument types
@@ -153,6 +153,17 @@ def add_model_options(p: argparse.ArgumentParser, *, mode: bool = True) -> None:
         p.add_argument("--mode", choices=MODES, default=None, help="distance (default: the model's)")
     p.add_argument("--device", default="auto",
                    help="torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ... (default auto)")
+    p.add_argument("--pixels-per-degree", type=non_negative_float, default=None, metavar="PPD",
+                   help="viewing condition: pixels per degree of visual angle at which the images are seen; detail "
+                        "finer than people resolve there counts less (0 = off; default: the model card's)")
+
+
+def load_model(args: argparse.Namespace, device: torch.device, mode: str | None = None) -> PerceptualDistance:
+    """The model that :func:`add_model_options`' arguments name, on ``device`` (``mode`` overrides ``--mode``)."""
+    from ..api import load
+
+    options = {} if args.pixels_per_degree is None else {"pixels_per_degree": args.pixels_per_degree}
+    return load(args.model, mode=mode or getattr(args, "mode", None), device=device, **options)
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:

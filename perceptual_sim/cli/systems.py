@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import UsageError, add_image_options, add_model_options, positive_int, safe, torch_device
+from .options import UsageError, add_image_options, add_model_options, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, fail_code, folder, list_failed, model_line, write_csv, write_json
 
 SHOWN_ROWS = 5
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(labels)) < len(labels):
         raise UsageError(f"the system folders share a name ({', '.join(labels)}); name them with --names A,B,...")
     device = torch_device(args.device)
-    r = compare_systems(args.reference, args.systems, names=labels, model=args.model, mode=args.mode, device=device,
+    r = compare_systems(args.reference, args.systems, names=labels, model=load_model(args, device), mode=args.mode, device=device,
                         batch_size=args.batch_size, resamples=args.resamples, max_pixels=args.max_pixels,
                         errors="record")
     list_failed(r.failed)

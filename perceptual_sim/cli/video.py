@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_image_options, add_model_options, positive_int, safe, torch_device
+from .options import add_image_options, add_model_options, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, model_line, write_csv, write_json
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_outputs(args, ("--csv", "--json", "--plot"))
     device = torch_device(args.device)
-    r = video(args.a, args.b, model=args.model, mode=args.mode, device=device, batch_size=args.batch_size,
+    r = video(args.a, args.b, model=load_model(args, device), mode=args.mode, device=device, batch_size=args.batch_size,
               max_pixels=args.max_pixels)
 
     def flick(v: Any, t: int) -> float | str:

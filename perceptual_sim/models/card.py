@@ -34,6 +34,8 @@ TENSOR_FILE = "model.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_FEATURE_BLUR = 4.0
+MAX_PIXELS_PER_DEGREE = 1000.0
+"""Bound on a card's ``pixels_per_degree`` (a 4K screen at 3 m is about 300)."""
 """The widest feature blur (Gaussian sigma, feature positions) a card may ask for."""
 MAX_CARD_BYTES = 1 << 20
 """A model card larger than this is refused unread."""
@@ -57,7 +59,9 @@ class ModelCard:
     the tensor file holds non-negative per-channel weights ``layer_weights.<l>`` (LPIPS
     "lin") used by the spatial distance. ``feature_blur`` (sigma in feature positions, 0 = none;
     one number for every tapped stage, or one per stage) blurs the normalised maps the spatial
-    distance compares (:func:`~perceptual_sim.distances.blur_normalized`).
+    distance compares (:func:`~perceptual_sim.distances.blur_normalized`). ``pixels_per_degree`` (0 = off)
+    weights the images' spatial frequencies by human contrast sensitivity at that viewing condition
+    before the backbone (:func:`~perceptual_sim.csf.csf_filter`).
 
     Every field is checked on construction (types, lengths, finite numbers, bounds; ``arch_args``
     against :mod:`perceptual_sim.models.archs`): a bad one raises :class:`WeightsError` naming it.
@@ -71,6 +75,7 @@ class ModelCard:
     default_mode: str = "spatial"
     layer_weights: bool = False
     feature_blur: float | tuple[float, ...] = 0.0
+    pixels_per_degree: float = 0.0
     min_size: int = 16
     sha256: str = ""
     summary: str = ""
@@ -121,6 +126,10 @@ class ModelCard:
             raise WeightsError(f"field 'feature_blur' has {len(blur)} sigmas, but architecture {self.arch!r} with these "
                                f"arch_args taps {taps} maps; give one sigma per tapped map or a single number")
         object.__setattr__(self, "feature_blur", tuple(map(float, blur)) if per_stage else float(blur))
+        if not (_is_number(self.pixels_per_degree) and 0 <= self.pixels_per_degree <= MAX_PIXELS_PER_DEGREE):
+            raise WeightsError(f"field 'pixels_per_degree' must be a number in [0, {MAX_PIXELS_PER_DEGREE}] (the viewing "
+                               f"condition of the contrast sensitivity, 0 for none), got {short_repr(self.pixels_per_degree)}")
+        object.__setattr__(self, "pixels_per_degree", float(self.pixels_per_degree))
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or not 1 <= self.min_size <= 4096:
             raise WeightsError(f"field 'min_size' must be an integer in [1, 4096], got {short_repr(self.min_size)}")
 
