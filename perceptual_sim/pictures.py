@@ -171,24 +171,31 @@ def write_report(
     info: dict[str, Any],
     title: str,
     overwrite: bool = False,
+    unscored: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> None:
     """Write the ``dirs`` report: one offline HTML file.
 
     Args:
         rows: every pair as (its name, e.g. the relative path; distance or None; error or None).
-        largest, smallest: the pairs shown with their pictures (heat maps on one common scale).
+        largest, smallest: the pairs shown with their pictures: each with its heat map on one scale
+            common to all of them (to compare pairs) and on its own scale (to see where a small
+            difference lies).
         info: the model, mode, sha256, feature blur and version.
         title: the page title, e.g. ``DIR_A vs DIR_B``.
+        unscored: other files that were not scored, as (what they are, their names), e.g.
+            ``("files in A only", [...])``; listed with the pairs that failed.
     """
     shown = [*largest, *smallest]
     vmax = max((float(s.map.max()) for s in shown), default=0.0) or 1.0
     scores = [d for _, d, _ in rows if d is not None]
+    failed = [f"{name}: {error}" for name, _, error in rows if error is not None]
     page = _PAGE.format(
         title=html.escape(title),
         info="".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
                      for k, v in info.items()),
         summary=_summary_table(scores, len(rows) - len(scores)),
         histogram=_histogram(scores),
+        unscored=_unscored([("pairs that could not be scored", failed), *unscored]),
         largest=_gallery(largest, vmax, info),
         smallest=_gallery(smallest, vmax, info),
         maps_note=("" if info.get("mode") == "spatial" else
@@ -234,7 +241,7 @@ def _histogram(scores: list[float]) -> str:
             f'<text x="{width - pad}" y="{height - pad + 16}" font-size="12" text-anchor="end">{hi:.4g}</text>'
             f'<text x="{width / 2}" y="{height - 4}" font-size="12" text-anchor="middle">distance</text>'
             f'<text x="{pad - 4}" y="{pad}" font-size="12" text-anchor="end">{top}</text>')
-    return (f'<svg id="histogram" width="{width}" height="{height}" role="img" '
+    return (f'<svg id="histogram" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
             f'aria-label="histogram of {len(scores)} distances">{"".join(bars)}{axis}</svg>')
 
 
@@ -253,13 +260,40 @@ def _gallery(pairs: Sequence[Shown], vmax: float, info: dict[str, Any]) -> str:
         return "<p>None.</p>"
     items = []
     for s in pairs:
-        heat, _ = render_heatmap(s.map, vmax=vmax)
-        figures = [(_image(s.image_a), f"A: {s.a}"), (_image(s.image_b), f"B: {s.b}"),
-                   (heat, f"where they differ ({info.get('model', '')}, spatial)")]
-        cells = "".join(f'<figure><img src="{_data_uri(im)}" alt="{html.escape(caption)}">'
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>" for im, caption in figures)
-        items.append(f'<div class="pair"><h3>distance {s.distance:.6g}</h3><div class="row">{cells}</div></div>')
+        own = float(s.map.max()) or 1.0
+        images = "".join(_figure(_image(im), f"{side}: {name}") for side, im, name in
+                         (("A", s.image_a, s.a), ("B", s.image_b, s.b)))
+        maps = (_figure(_map_picture(s.map, vmax), "shared scale", bar=vmax)
+                + _figure(_map_picture(s.map, own), "this pair's scale", bar=own))
+        items.append(f'<div class="pair"><h3>distance {s.distance:.6g}</h3><div class="row">{images}{maps}</div></div>')
     return "\n".join(items)
+
+
+def _map_picture(map: Tensor, vmax: float) -> Image.Image:
+    """The heat map's colours alone (no bar: the page draws a readable one below it)."""
+    values = map.detach().to("cpu", torch.float32).clamp_min(0)
+    return Image.fromarray((colourise(values, vmax) * 255).round().to(torch.uint8).numpy())
+
+
+def _figure(picture: Image.Image, caption: str, *, bar: float | None = None) -> str:
+    """A captioned thumbnail; with ``bar``, a colour bar from 0 to ``bar`` in page text below it."""
+    scale = ""
+    if bar is not None:
+        ticks = "".join(f"<span>{v:.3g}</span>" for v in (0.0, bar / 2, bar))
+        scale = f'<div class="bar" role="img" aria-label="colour scale 0 to {bar:.3g}"></div><div class="ticks">{ticks}</div>'
+    cls = ' class="map"' if bar is not None else ""
+    return (f'<figure{cls}><img src="{_data_uri(picture)}" alt="{html.escape(caption)}">{scale}'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _unscored(groups: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """The files that were not scored, by why; or a line saying there were none."""
+    groups = [(what, names) for what, names in groups if names]
+    if not groups:
+        return "<p>Every file was paired and scored.</p>"
+    return "".join(f'<h3>{html.escape(what)} ({len(names)})</h3><ul class="unscored">'
+                   + "".join(f"<li><code>{html.escape(n)}</code></li>" for n in names) + "</ul>"
+                   for what, names in groups)
 
 
 def _row(i: int, name: str, distance: float | None, error: str | None) -> str:
@@ -295,7 +329,7 @@ document.querySelectorAll("#pairs th").forEach(function (th, column) {
 });
 """
 
-_PAGE = """<!DOCTYPE html>
+_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -303,30 +337,48 @@ _PAGE = """<!DOCTYPE html>
       content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <title>perceptual-sim: {title}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+body {{ font-family: sans-serif; margin: 1.5em 2em; color: #222; }}
 table {{ border-collapse: collapse; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }}
+#pairs {{ width: 100%; }}
 #pairs th {{ cursor: pointer; background: #f3f3f3; position: sticky; top: 0; }}
 #pairs th[aria-sort=ascending]::after {{ content: " \\25B2"; }}
 #pairs th[aria-sort=descending]::after {{ content: " \\25BC"; }}
-.row {{ display: flex; gap: 12px; flex-wrap: wrap; }}
-figure {{ margin: 0; }}
-figcaption {{ font-size: 12px; max-width: 256px; overflow-wrap: anywhere; }}
+.top {{ display: flex; flex-wrap: wrap; gap: 1em 3em; align-items: flex-start; }}
+.top h2 {{ margin-top: 0; }}
+#histogram {{ width: 100%; max-width: 720px; height: auto; }}
+.gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 1080px), 1fr)); gap: 8px 24px; }}
+.row {{ display: flex; gap: 14px; flex-wrap: wrap; }}
+figure {{ margin: 0; width: 250px; }}
+figure img {{ width: 250px; height: auto; image-rendering: pixelated; display: block; }}
+figcaption {{ font-size: 13px; overflow-wrap: anywhere; margin-top: 2px; }}
+.bar {{ height: 12px; margin-top: 4px; background: linear-gradient(to right, rgb(0,0,4), rgb(31,12,72), rgb(85,15,109), rgb(136,34,106), rgb(186,54,85), rgb(227,89,51), rgb(249,140,10), rgb(249,201,50), rgb(252,255,164)); }}
+.ticks {{ display: flex; justify-content: space-between; font-size: 13px; }}
+.map figcaption {{ font-weight: bold; }}
+.unscored {{ columns: 3 260px; font-size: 13px; }}
 code {{ font-size: 12px; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
-<table id="info">{info}</table>
-<h2>Summary</h2>
-<table id="summary">{summary}</table>
-<h2>Distribution of distances</h2>
-{histogram}
+"""
+"""The page's head, styles and title (:data:`_PAGE`, and the pages of :func:`write_page`)."""
+
+_PAGE = _HEAD + """<div class="top">
+<div><h2>Summary</h2><table id="summary">{summary}</table></div>
+<div style="flex: 1 1 480px"><h2>Distribution of distances</h2>{histogram}</div>
+</div>
+<h2>Files not scored</h2>
+<div id="unscored">{unscored}</div>
 <h2>Largest distances</h2>
-{maps_note}<p>Heat maps share one scale, from 0 (black) to {vmax} (pale yellow).</p>
-<div id="largest">{largest}</div>
+{maps_note}<p>Each pair: images A and B, then where they differ, twice: on the <b>shared scale</b> (0 to
+{vmax}, the same for every pair shown, so maps compare across pairs) and on <b>this pair's scale</b>
+(0 to its own maximum, so that a small difference still shows where it lies).</p>
+<div id="largest" class="gallery">{largest}</div>
 <h2>Smallest distances</h2>
-<div id="smallest">{smallest}</div>
+<div id="smallest" class="gallery">{smallest}</div>
+<h2>Computed with</h2>
+<table id="info">{info}</table>
 <h2>Every pair</h2>
 <p>Click a column's title to sort by it.</p>
 <table id="pairs">
@@ -369,8 +421,9 @@ def write_page(
     body = "\n".join("<tr>" + "".join(
         f'<td data-value="{"" if v is None else html.escape(repr(v) if isinstance(v, float) else str(v))}">'
         f"{html.escape(text)}</td>" for text, v in row) + "</tr>" for row in rows)
-    page = _PAGE.split("<h2>Summary</h2>")[0].format(title=html.escape(title), info="".join(
-        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in info.items()))
+    page = _HEAD.format(title=html.escape(title)) + '<table id="info">' + "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in info.items()) \
+        + "</table>\n"
     page += "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
     page += (f'<h2>Every image</h2>\n<p>Click a column\'s title to sort by it.</p>\n<table id="pairs">\n'
              f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n<script>{_SCRIPT}</script>\n"

@@ -126,6 +126,7 @@ def report(tiny_card, tmp_path_factory) -> tuple[Path, list[float]]:
         save_pixels(root / "b" / f"{i:02d}.png", noisy.astype(np.uint8))
     save_pixels(root / "a" / "bad.png", np.zeros((40, 56, 3), np.uint8))
     (root / "b" / "bad.png").write_bytes(b"not a png")
+    save_pixels(root / "b" / "lonely.png", np.zeros((40, 56, 3), np.uint8))  # no counterpart in a
     page = root / "report.html"
     assert main(["dirs", str(root / "a"), str(root / "b"), "--model", str(tiny_card), "--report", str(page),
                  "--json", str(root / "scores.json")]) == 1
@@ -141,8 +142,16 @@ def test_report_content(report, tiny_card):
         assert value in text, value
     assert not re.findall(r"""(?:src|href)=["'](?!data:)""", text)  # nothing outside the page
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', text)
-    assert len(images) == 3 * 2 * SHOWN  # A, B and the heat map of the 5 largest and 5 smallest
+    assert len(images) == 4 * 2 * SHOWN  # A, B and the heat map twice (shared and own scale), 5 largest and 5 smallest
     assert Image.open(io.BytesIO(base64.b64decode(images[0]))).size == (56, 40)
+    assert Image.open(io.BytesIO(base64.b64decode(images[2]))).size == (56, 40)  # the map alone: its bar is page text
+    scales = [float(v) for v in re.findall(r'aria-label="colour scale 0 to ([0-9.e+-]+)"', text)]
+    assert len(scales) == 2 * 2 * SHOWN and scales[0::2] == [scales[0]] * 2 * SHOWN  # one shared scale
+    own = scales[1::2]  # each pair's own maximum: the largest of them is the shared scale
+    assert len(set(own)) > 1 and max(own) == scales[0] and all(s <= scales[0] for s in own)
+    unscored = text[text.index('<div id="unscored">'):text.index("<h2>Largest distances</h2>")]
+    assert "pairs that could not be scored (1)" in unscored and "bad.png" in unscored
+    assert "only (1)" in unscored and "lonely.png" in unscored
     shown = [float(v) for v in re.findall(r"<h3>distance ([0-9.e-]+)</h3>", text)]
     scored = sorted(d for d in distances if d is not None)
     assert shown == pytest.approx([*scored[::-1][:SHOWN], *scored[:SHOWN]], rel=1e-5)
@@ -233,7 +242,12 @@ def test_report_in_a_real_browser(report, tmp_path):
         browser.call("Page.navigate", url=page.as_uri())
         browser.wait_for("Page.loadEventFired")
         images = browser.js("[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-        assert len(images) == 3 * 2 * SHOWN and all(done and w > 0 and h > 0 for done, w, h in images)
+        assert len(images) == 4 * 2 * SHOWN and all(done and w > 0 and h > 0 for done, w, h in images)
+        assert browser.js("parseFloat(getComputedStyle(document.querySelector('.ticks')).fontSize)") >= 12  # readable
+        assert browser.js("document.querySelector('.ticks span:last-child').getBoundingClientRect().height") >= 12
+        used = browser.js("document.querySelector('#largest .row').getBoundingClientRect().width / innerWidth")
+        assert used > 0.75, used  # the pictures use the page's width, not its left half
+        assert browser.js("document.querySelector('#unscored').textContent").count("lonely.png") == 1
         assert browser.js("document.querySelector('#histogram').getBoundingClientRect().height") > 100
         before = browser.js(DISTANCES)
         assert [float(v) if v else None for v in before] == distances  # file order, the unreadable pair included
