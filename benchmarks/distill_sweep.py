@@ -98,7 +98,8 @@ def main() -> int:
         done.add(row["key"])
 
     for ref in args.refs:
-        if ref in done:
+        key = Path(ref).stem if ref.endswith(".json") else ref  # a card file: its name
+        if key in done:
             continue
         t0 = time.time()
         if ref.startswith("stlpips-"):
@@ -107,7 +108,7 @@ def main() -> int:
         else:
             model = PerceptualDistance.from_pretrained(ref)
             metric, sha256 = NetMetric(model, modes=(model.mode,)), model.card.sha256
-        write({"key": ref, "kind": "reference", "model": ref, "sha256": sha256,
+        write({"key": key, "kind": "reference", "model": key, "sha256": sha256,
                **judge(metric, tri, proxy, args.per_family, cache), "package_version": __version__,
                "shift_protocol": SHIFT_PROTOCOL, "date": time.strftime("%Y-%m-%d")})
         print(f"{ref}: scored in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)

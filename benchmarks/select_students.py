@@ -11,8 +11,8 @@ the 100 reference materials fall into 5 folds of 20 (by salted sha256 of the nam
 candidate is chosen on the other four and scored on it, so each material's score comes from a choice
 that never saw it (out-of-fold). Intervals: 1,000 bootstrap resamples of the materials. The final
 pick is the choice on all five folds; its out-of-fold score is the honest estimate of what the
-procedure does on materials it has not seen. Candidates are the checkpoints of one recipe (one seed);
-the script never chooses among seeds.
+procedure does on materials it has not seen. Candidates are the checkpoints of one recipe (one seed) and
+scored models (e.g. a bundled model at several viewing conditions); the script never chooses among seeds.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ def worst_family(row: dict) -> float:
     return min(v for s in SIZES for v in row["psych"][s].values())
 
 
+def below_floor(row: dict, floor: float) -> int:
+    """How many (family, size) scores fall below ``floor``."""
+    return sum(v < floor for s in SIZES for v in row["psych"][s].values())
+
+
 def eligible(row: dict, floor: float, max_flips: float) -> bool:
     return worst_family(row) >= floor and max(row["flips"].values()) <= max_flips
 
@@ -72,19 +77,20 @@ def cross_validate(cands: list[dict], refs: list[str], fold_of: dict[str, int], 
     """Choose in each fold on the other folds; the out-of-fold per-material sums of the choices."""
     pool = [c for c in cands if eligible(c, floor, max_flips)]
     gated = bool(pool)
-    if not pool:  # no candidate passes the gates: choose by the weakest family, then by people
-        best = max(worst_family(c) for c in cands)
-        pool = [c for c in cands if worst_family(c) >= best - 0.01]
+    if not pool:  # no candidate passes both gates: the shift gate first, then the fewest families below the floor
+        shift_ok = [c for c in cands if max(c["flips"].values()) <= max_flips] or cands
+        fewest = min(below_floor(c, floor) for c in shift_ok)
+        pool = [c for c in shift_ok if below_floor(c, floor) == fewest]
     chosen, oof = [], {s: {} for s in SIZES}
     for k in range(FOLDS):
         train = {r for r in refs if fold_of[r] != k}
-        pick = max(pool, key=lambda c: (agreement(c, train), -c["step"]))
+        pick = max(pool, key=lambda c: (agreement(c, train), -c.get("step", 0)))
         chosen.append(pick["key"])
         for s in SIZES:
             for r in refs:
                 if fold_of[r] == k:
                     oof[s][r] = pick["triplets"][s][r]
-    final = max(pool, key=lambda c: (agreement(c), -c["step"]))
+    final = max(pool, key=lambda c: (agreement(c), -c.get("step", 0)))
     per_size = {s: sum(v[0] for v in oof[s].values()) / sum(v[1] for v in oof[s].values()) for s in SIZES}
     return {"gated": gated, "fold_choices": chosen, "final": final["key"], "oof_per_ref": oof,
             "oof": {**per_size, "mean": float(np.mean(list(per_size.values())))},
@@ -101,7 +107,8 @@ def paired(a: dict[str, dict[str, list[float]]], b: dict[str, dict[str, list[flo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scores", type=Path, default=Path("benchmarks/distill/scores.jsonl"))
-    ap.add_argument("--pick", action="append", default=[], metavar="NAME=RUN[,RUN...]")
+    ap.add_argument("--pick", action="append", default=[], metavar="NAME=CANDIDATE[,CANDIDATE...]",
+                    help="candidates: runs (every scored checkpoint) and reference keys of the scores file")
     ap.add_argument("--teacher", default="efficientnet-lite0")
     ap.add_argument("--floor", type=float, default=0.95, help="every psychophysics family at least this")
     ap.add_argument("--max-flips", type=float, default=0.05)
@@ -124,8 +131,9 @@ def main() -> int:
                                          "flips": row["flips"]}
     for spec in args.pick:
         name, _, runs = spec.partition("=")
-        cands = [r for r in by_key.values() if r["kind"] == "checkpoint" and r["run"] in
-                 {Path(x).name for x in runs.split(",")}]
+        wanted = {Path(x).name if "/" in x else x for x in runs.split(",")}
+        cands = [r for r in by_key.values()
+                 if (r["kind"] == "checkpoint" and r["run"] in wanted) or (r["kind"] == "reference" and r["key"] in wanted)]
         if not cands:
             ap.error(f"--pick {spec}: no scored checkpoints of those runs in {args.scores}")
         cv = cross_validate(cands, refs, fold_of, args.floor, args.max_flips)
@@ -135,7 +143,7 @@ def main() -> int:
         if teacher is not None:
             entry["oof_minus_teacher"] = paired(cv["oof_per_ref"], teacher["triplets"], refs)
         result["picks"][name] = entry
-        tag = "" if cv["gated"] else " (no candidate passed the gates: chosen by the weakest family)"
+        tag = "" if cv["gated"] else " (no candidate passed both gates: shift gate first, fewest families below the floor)"
         print(f"{name}: {cv['final']}{tag}; out-of-fold material {100 * cv['oof']['64']:.1f} / {100 * cv['oof']['256']:.1f} "
               f"(mean {100 * cv['oof']['mean']:.1f} [{100 * cv['oof_ci'][0]:.1f}, {100 * cv['oof_ci'][1]:.1f}]); "
               f"fold choices {cv['fold_choices']}; worst psych family {100 * worst_family(final):.1f}", file=sys.stderr)
