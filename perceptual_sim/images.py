@@ -45,11 +45,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where pixels become tensors, so the command line checks its inputs first
+    from torch import Tensor
 
 MAX_PIXELS = 64_000_000
 """Default limit on width x height (a 64-megapixel image is 768 MB as float32 RGB)."""
@@ -257,6 +259,8 @@ def pil_to_tensor(im: Image.Image, *, max_pixels: int = MAX_PIXELS) -> Tensor:
 
 def _to_tensor(im: Image.Image, path: Path | str) -> Tensor:
     """3 x H x W float32 in [0, 1] from a decoded Pillow image (bit depth, alpha, grey policies)."""
+    import torch
+
     if im.mode in _WIDE_INT_MODES:
         arr = np.asarray(im).astype(np.int64)
         lo, hi = int(arr.min()), int(arr.max())

@@ -47,6 +47,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    for path in (args.a, args.b):  # before torch is imported (seconds): a mistyped name is said at once
+        if not path.exists():
+            raise ValueError(f"{path}: no such file")
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, not an image file")
     mode = args.mode
     for flag, value in (("--map-max", args.map_max), ("--overlay", args.overlay)):
         if value not in (None, False) and args.map is None:

@@ -79,6 +79,11 @@ def download(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> tupl
         f"On a machine with network run `perceptual-sim download hf-hub:{spec}` (then HF_HUB_OFFLINE=1 "
         f"loads it from the cache), or pass a local folder holding {CARD_FILE} + {TENSOR_FILE}."
     )
+    if not constants.HF_HUB_OFFLINE and not _cached(repo_id, revision or None, cache_dir):
+        problem = _unreachable(constants.ENDPOINT)
+        if problem:  # fail now, not after huggingface_hub's retries (about 25 s) end in the same error
+            raise ModelNotFoundError(f"{CARD_FILE} is not in the cache and the Hub could not be reached ({problem}); "
+                                     f"{sought}. {remedy}")
     paths: dict[str, Path] = {}
     card = None
     _install_guard()
@@ -189,6 +194,41 @@ def _deadline_s() -> float:
     if not value > 0:
         raise ValueError(f"{DEADLINE_ENV}={text!r}: expected a positive number of seconds")
     return value
+
+
+PROBE_S = 5.0
+"""Seconds to wait for a TCP connection to the Hub before a download with nothing cached is given up."""
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _cached(repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None) -> bool:
+    """Whether the card of ``repo_id`` at ``revision`` is in the Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, CARD_FILE, cache_dir=cache_dir, revision=revision)
+    return isinstance(found, str)
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why no TCP connection to ``endpoint``'s host opens within :data:`PROBE_S`, or None when one does
+    (or a proxy is configured: the proxy, not this probe, decides)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in _PROXY_ENV):
+        return None
+    url = urlsplit(endpoint)
+    try:
+        host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number: huggingface_hub reports it
+        return None
+    if not host:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_S):
+            return None
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
 
 
 def _announced_size(repo_id: str, filename: str, revision: str | None) -> int | None:
