@@ -106,3 +106,13 @@ def test_auto_threads_uses_the_idle_cores(monkeypatch, cores, load, omp, expecte
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert auto_threads() == expected
+
+
+def test_nearest_says_what_it_wrote(tiny_card, folders, tmp_path, capsys):
+    a, b = folders
+    table, page = tmp_path / "nn.csv", tmp_path / "nn.html"
+    assert main(["nearest", str(a), str(b), "--model", str(tiny_card), "--top", "2", "--csv", str(table),
+                 "--report", str(page)]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {table} (6 rows)" in err and f"wrote {page} (3 generated images)" in err
+    assert table.exists() and page.exists()

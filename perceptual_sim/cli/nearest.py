@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_image_options, add_model_options, load_model, positive_int, safe, torch_device
+from .options import add_image_options, add_model_options, confirm, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, fail_code, folder, list_failed, model_line, write_csv, write_json
 
 SHOWN_ROWS = 10
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                            "failed": [{"file": safe(f), "error": safe(e)} for f, e in r.failed]}, args.force)
     if args.report is not None:
         _report(args, r)
+        confirm(args.report, f"{len(r.generated)} generated images")
     first = r.distances[:, 0]
     closest = int(first.argmin())
     print(f"generated {len(r.generated)} against {len(r.training)} training images, k {r.indices.shape[1]}, "

@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import UsageError, add_image_options, add_model_options, load_model, positive_int, safe, torch_device
+from .options import (
+    UsageError,
+    add_image_options,
+    add_model_options,
+    confirm,
+    load_model,
+    positive_int,
+    safe,
+    torch_device,
+)
 from .results import add_outputs, check_outputs, fail_code, folder, list_failed, model_line, write_csv, write_json
 
 SHOWN_ROWS = 5
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                            "failed": [{"file": safe(f), "error": safe(e)} for f, e in r.failed]}, args.force)
     if args.report is not None:
         _report(args, r)
+        confirm(args.report)
     for name in r.systems:
         print(f"{name:<12} mean {r.means[name]:.6g}")
     for c in r.comparisons:

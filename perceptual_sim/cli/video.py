@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_image_options, add_model_options, load_model, positive_int, safe, torch_device
+from .options import add_image_options, add_model_options, confirm, load_model, positive_int, safe, torch_device
 from .results import add_outputs, check_outputs, model_line, write_csv, write_json
 
 
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         save_plot(args.plot, series, title=safe(f"{args.a.name} vs {args.b.name}: mean {r.mean:.4g}, "
                                                f"tLPIPS {r.tlpips:.4g}"), xlabel="frame",
                   ylabel=f"{r.info['model']} ({r.info['mode']})", marks=[t for t, _ in r.worst], overwrite=args.force)
+        confirm(args.plot, f"{r.frames} frames")
     print(f"frames  {r.frames}")
     print(f"mean    {r.mean:.6g}")
     print("worst   " + ", ".join(f"frame {t} {d:.4g}" for t, d in r.worst))
