@@ -61,3 +61,13 @@ def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
     assert PerceptualDistance(card, pixels_per_degree=60.0).pixels_per_degree == 60.0
     with pytest.raises(WeightsError, match="pixels_per_degree"):
         dataclasses.replace(card, pixels_per_degree=-1.0)
+
+
+def test_the_matrix_and_convolution_forms_agree(monkeypatch):
+    """Small images take the banded matrix product, large ones the separable convolution: the same filter."""
+    from perceptual_sim import csf
+
+    x = torch.rand(2, 3, 40, 57)
+    by_matrix = csf.csf_filter(x, 60)
+    monkeypatch.setattr(csf, "MATRIX_SIDE", 8)
+    assert torch.allclose(csf.csf_filter(x, 60), by_matrix, atol=1e-5)
