@@ -116,3 +116,13 @@ def test_nearest_says_what_it_wrote(tiny_card, folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"wrote {table} (6 rows)" in err and f"wrote {page} (3 generated images)" in err
     assert table.exists() and page.exists()
+
+
+def test_compare_map_confirms_unless_quiet(tiny_card, folders, tmp_path, capsys):
+    a, b = folders
+    heat = tmp_path / "heat.png"
+    pair = [str(a / "0.png"), str(b / "0.png"), "--model", str(tiny_card), "--map", str(heat)]
+    assert main(pair) == 0
+    assert f"wrote {heat} (map 32 x 32 px" in capsys.readouterr().err
+    assert main([*pair, "--force", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

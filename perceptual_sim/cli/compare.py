@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..files import check_not_input, check_output
+from ..files import check_not_input, check_output, quiet
 from .options import (
     UsageError,
     add_image_options,
@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         under = a.pixels if args.overlay else None
         top = save_heatmap(heat, args.map, vmax=args.map_max, under=under, overwrite=args.force)
         result["map"] = {"file": safe(str(args.map)), "max": top, "overlay": args.overlay}
-        print(f"wrote {safe(str(args.map))} (map {heat.shape[1]} x {heat.shape[0]} px, colour bar from black 0 to yellow "
-              f"{top:.4g})", file=sys.stderr)
+        if not quiet():
+            print(f"wrote {safe(str(args.map))} (map {heat.shape[1]} x {heat.shape[0]} px, colour bar from black 0 to yellow "
+                  f"{top:.4g})", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
