@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from perceptual_sim.csf import PEAK_CPD, csf_filter, sensitivity
@@ -44,8 +45,6 @@ def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
     field sets the default and a bad value is refused."""
     import dataclasses
 
-    import pytest
-
     from perceptual_sim import PerceptualDistance
     from perceptual_sim.models.card import ModelCard, WeightsError
 
@@ -63,11 +62,17 @@ def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
         dataclasses.replace(card, pixels_per_degree=-1.0)
 
 
-def test_the_matrix_and_convolution_forms_agree(monkeypatch):
-    """Small images take the banded matrix product, large ones the separable convolution: the same filter."""
-    from perceptual_sim import csf
+@pytest.mark.parametrize("matrix_side", [1024, 8])
+def test_the_filter_is_the_separable_convolution(matrix_side, monkeypatch):
+    """By banded matrices or block by block (blocks cut anywhere): one reflected separable convolution."""
+    import torch.nn.functional as F
 
-    x = torch.rand(2, 3, 40, 57)
-    by_matrix = csf.csf_filter(x, 60)
-    monkeypatch.setattr(csf, "MATRIX_SIDE", 8)
-    assert torch.allclose(csf.csf_filter(x, 60), by_matrix, atol=1e-5)
+    from perceptual_sim import csf
+    from perceptual_sim.csf import kernel, radius
+
+    monkeypatch.setattr(csf, "MATRIX_SIDE", matrix_side)
+    x = torch.rand(2, 3, 40, 77)
+    k, r = kernel(60.0), radius(60.0)
+    ref = F.pad(x.reshape(6, 1, 40, 77), (r, r, r, r), mode="reflect")
+    ref = F.conv2d(F.conv2d(ref, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1)).view(2, 3, 40, 77)
+    assert torch.allclose(csf_filter(x, 60), ref, atol=1e-6)
