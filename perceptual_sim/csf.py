@@ -34,7 +34,19 @@ def radius(pixels_per_degree: float) -> int:
     return 0 if not pixels_per_degree else max(3, math.ceil(0.1 * pixels_per_degree))
 
 
-@functools.lru_cache(maxsize=16)
+def _cached(build):
+    """``functools.lru_cache`` for the filter's constant tensors, built outside inference mode (a tensor
+    made under ``torch.inference_mode`` could not be used where autograd records, as in a loss)."""
+
+    @functools.lru_cache(maxsize=32)
+    def wrapper(*args):
+        with torch.inference_mode(False):
+            return build(*args)
+
+    return functools.wraps(build)(wrapper)
+
+
+@_cached
 def kernel(pixels_per_degree: float) -> Tensor:
     """The 1-D filter whose outer product with itself :func:`csf_filter` applies: along each axis its
     frequency response is :func:`sensitivity` at ``pixels_per_degree`` (sampled on 256 frequencies,
@@ -54,7 +66,7 @@ BLOCK = 32
 """Output pixels per block beyond :data:`MATRIX_SIDE` (each block reads ``BLOCK + 2 r`` inputs)."""
 
 
-@functools.lru_cache(maxsize=32)
+@_cached
 def _band(size: int, pixels_per_degree: float) -> Tensor:
     """``size`` x ``size`` matrix applying :func:`kernel` along one axis, the border reflected."""
     k = kernel(pixels_per_degree)
@@ -67,7 +79,7 @@ def _band(size: int, pixels_per_degree: float) -> Tensor:
     return band
 
 
-@functools.lru_cache(maxsize=16)
+@_cached
 def _block_matrix(pixels_per_degree: float) -> Tensor:
     """(BLOCK + 2 r) x BLOCK matrix: a block of inputs (r pixels of context each side) to its outputs."""
     k = kernel(pixels_per_degree)

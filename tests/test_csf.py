@@ -76,3 +76,12 @@ def test_the_filter_is_the_separable_convolution(matrix_side, monkeypatch):
     ref = F.pad(x.reshape(6, 1, 40, 77), (r, r, r, r), mode="reflect")
     ref = F.conv2d(F.conv2d(ref, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1)).view(2, 3, 40, 77)
     assert torch.allclose(csf_filter(x, 60), ref, atol=1e-6)
+
+
+def test_a_filter_first_used_in_inference_mode_still_serves_a_loss():
+    x = torch.rand(1, 3, 24, 24)
+    with torch.inference_mode():
+        csf_filter(x, 37.0)  # builds and caches the constants
+    y = x.clone().requires_grad_(True)
+    csf_filter(y, 37.0).sum().backward()
+    assert y.grad is not None and torch.isfinite(y.grad).all()
