@@ -84,12 +84,12 @@ def bootstrap_interval(values: Sequence[float] | np.ndarray, *, resamples: int =
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files under ``folder`` at any depth, in order of relative path; hidden names and
     linked folders skipped. ValueError when it is not a folder, holds none, or has unreadable parts."""
-    from .cli.dirs import _image_files
+    from .images import image_files as walk
 
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder")
-    found, unreadable = _image_files(root)
+    found, unreadable = walk(root)
     if unreadable:
         raise ValueError(f"{root}: cannot read {unreadable[0]}" + (f" (and {len(unreadable) - 1} more)"
                                                                     if len(unreadable) > 1 else ""))

@@ -287,3 +287,35 @@ def _to_tensor(im: Image.Image, path: Path | str) -> Tensor:
         rgb8 = torch.from_numpy(np.array(im.convert("RGB")))
         return rgb8.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format).div_(255)
     return grey.unsqueeze(0).repeat(3, 1, 1)
+
+
+def image_files(root: Path, special: list[str] | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Image files under ``root``, keyed by relative POSIX path, and the folders that could not be
+    read (with why); the image names that are not regular files (FIFOs, devices, sockets, links to
+    nothing or to one) are never opened, and appended to ``special``. Hidden names and linked
+    folders are skipped; the walk keeps its own stack, so any depth the file system allows is walked."""
+    out: dict[str, Path] = {}
+    unreadable: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            unreadable.append(f"{folder}: {exc.strerror or exc}")
+            continue
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), f"{rel}{entry.name}/"))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    if entry.is_file():
+                        out[rel + entry.name] = Path(entry.path)
+                    elif not entry.is_dir() and special is not None:  # a linked folder is skipped as documented
+                        special.append(entry.path)
+            except OSError as exc:
+                unreadable.append(f"{entry.path}: {exc.strerror or exc}")
+    return out, unreadable

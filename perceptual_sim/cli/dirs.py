@@ -11,7 +11,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -80,6 +79,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import distributed
+    from ..images import image_files
     from ..pairs import Pair
 
     for folder in (args.dir_a, args.dir_b):
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--report {args.report}: the report is an HTML page; give a file name ending in .html")
     device = torch_device(args.device)
     special: list[str] = []  # image names that are not regular files, skipped
-    (files_a, unreadable_a), (files_b, unreadable_b) = _image_files(args.dir_a, special), _image_files(args.dir_b, special)
+    (files_a, unreadable_a), (files_b, unreadable_b) = image_files(args.dir_a, special), image_files(args.dir_b, special)
     check_not_input(outputs, [*files_a.values(), *files_b.values()])
     common = sorted(files_a.keys() & files_b.keys())
     only_a, only_b = sorted(files_a.keys() - files_b.keys()), sorted(files_b.keys() - files_a.keys())
@@ -177,40 +177,6 @@ def _write_report(args: argparse.Namespace, model: PerceptualDistance, rows: lis
                  smallest=[show(r) for r in scored[: min(SHOWN, len(scored) - k)]],
                  info={"A": safe(str(args.dir_a)), "B": safe(str(args.dir_b)), **info},
                  title=safe(f"{args.dir_a} vs {args.dir_b}"), overwrite=args.force, unscored=unscored)
-
-
-def _image_files(root: Path, special: list[str] | None = None) -> tuple[dict[str, Path], list[str]]:
-    """Image files under ``root``, keyed by relative POSIX path, and the folders that could not be
-    read (with why); the image names that are not regular files (FIFOs, devices, sockets, links to
-    nothing or to one) are never opened, and appended to ``special``. Hidden names and linked
-    folders are skipped; the walk keeps its own stack, so any depth the file system allows is walked."""
-    from ..images import IMAGE_SUFFIXES
-
-    out: dict[str, Path] = {}
-    unreadable: list[str] = []
-    stack = [(root, "")]
-    while stack:
-        folder, rel = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                listed = list(entries)
-        except OSError as exc:
-            unreadable.append(f"{folder}: {exc.strerror or exc}")
-            continue
-        for entry in listed:
-            if entry.name.startswith("."):
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((Path(entry.path), f"{rel}{entry.name}/"))
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                    if entry.is_file():
-                        out[rel + entry.name] = Path(entry.path)
-                    elif not entry.is_dir() and special is not None:  # a linked folder is skipped as documented
-                        special.append(entry.path)
-            except OSError as exc:
-                unreadable.append(f"{entry.path}: {exc.strerror or exc}")
-    return out, unreadable
 
 
 def _list_paths(title: str, items: Sequence[str], prefix: str = "warning") -> None:
