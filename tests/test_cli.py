@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -246,3 +247,15 @@ def test_train_run_list_export(tmp_path, capsys):
     assert early.training["step"] == 1 and early.feature_blur == 0.5
     assert main(["train", "list", str(tmp_path)]) == 2
     assert main(["train", "run", "--data", str(tmp_path), "--out", str(run), "--arch-args", "[1]"]) == 2
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    """`perceptual-sim list | head -1` where head has already gone: the closed pipe ends the command quietly."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first write
+    proc = subprocess.run([sys.executable, "-m", "perceptual_sim", "list"], stdout=write, stderr=subprocess.PIPE,
+                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}, timeout=60, check=False)
+    os.close(write)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "error:" not in err and "Traceback" not in err and "Exception" not in err, err

@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return func(args)
     except (UsageError, OutputError, FileExistsError) as exc:  # the same on every process of a launch
         return error(str(exc), 2, every_rank=False)
+    except BrokenPipeError:  # the reader stopped early (`perceptual-sim list | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 0
     except KeyboardInterrupt as exc:  # a command may say how to carry on: KeyboardInterrupt("run ... again")
         return error("; ".join(["interrupted", *map(str, exc.args)]), 130)
     except _cuda_out_of_memory():
