@@ -14,7 +14,6 @@ image and itself moved 1-3 px small. AdamW, linear warm-up, cosine decay; checkp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -33,7 +32,7 @@ from ..backbones import build_backbone
 from ..distances import layer_terms
 from ..files import write_atomic
 from ..models.card import ModelCard, save_model
-from .train import load_dataset, photometric, shift_loss, to_unit
+from .train import load_dataset, photometric, shift_loss, start_run, to_unit
 
 TEACHER_MEAN = (127 / 255,) * 3
 TEACHER_STD = (128 / 255,) * 3
@@ -162,17 +161,7 @@ def checkpoint_steps(total: int) -> list[int]:
 def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | None = None,
             log_every: int = 50) -> Path:
     """Run (or resume) the distillation in ``out``; returns the folder. Safe to interrupt and re-run."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    recipe_file = out / "recipe.json"
-    if recipe_file.is_file():
-        saved = {**dataclasses.asdict(DistillRecipe(data="")), **json.loads(recipe_file.read_text())}
-        if saved != json.loads(json.dumps(dataclasses.asdict(recipe))):
-            raise ValueError(f"{out} holds a run with another recipe ({recipe_file}); use a new --out folder")
-    else:
-        recipe_file.write_text(json.dumps(dataclasses.asdict(recipe), indent=2))
-    if threads:
-        torch.set_num_threads(threads)
+    out = start_run(out, recipe, threads)
     data = load_dataset(Path(recipe.data), cache)
     strides = student_strides(recipe.arch_args)
     teacher = Teacher(strides)

@@ -228,20 +228,27 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return records[-1] if records else None
 
 
-def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None, log_every: int = 50) -> Path:
-    """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
+def start_run(out: Path, recipe: Any, threads: int | None) -> Path:
+    """Create (or re-open) the run folder ``out`` for ``recipe`` (a dataclass, saved as ``recipe.json``);
+    ValueError if it holds a run with another recipe. Fields added since the run started take their
+    defaults. Sets torch's threads when given."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recipe_file = out / "recipe.json"
     if recipe_file.is_file():
-        # fields added since the run started take their defaults
-        saved = {**dataclasses.asdict(Recipe(data="")), **json.loads(recipe_file.read_text())}
+        saved = {**dataclasses.asdict(type(recipe)(data="")), **json.loads(recipe_file.read_text())}
         if saved != json.loads(json.dumps(dataclasses.asdict(recipe))):
             raise ValueError(f"{out} holds a run with another recipe ({recipe_file}); use a new --out folder")
     else:
         recipe_file.write_text(json.dumps(dataclasses.asdict(recipe), indent=2))
     if threads:
         torch.set_num_threads(threads)
+    return out
+
+
+def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None, log_every: int = 50) -> Path:
+    """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
+    out = start_run(out, recipe, threads)
     data = load_dataset(Path(recipe.data), cache)
     n_classes = len(data["classes"])
     with torch.random.fork_rng(devices=[]):  # the initial weights follow the recipe's seed, not the caller's RNG
