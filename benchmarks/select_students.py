@@ -154,8 +154,9 @@ def main() -> int:
 
 
 PLOT_REFERENCES = (("efficientnet-lite0", "black"), ("efficientnet-lite0-ppd60", "grey"), ("resnet6-pa", "tab:red"),
-                   ("lpips-alex", "tab:purple"))
-"""Reference rows drawn as horizontal lines (when scored)."""
+                   ("resnet6-pa-ppd60-fb05", "tab:brown"), ("lpips-alex", "tab:purple"))
+"""Reference rows drawn as horizontal lines (when scored); ``resnet6-pa`` is the row scored without a
+viewing condition (0.5's default), ``resnet6-pa-ppd60-fb05`` 0.6's."""
 
 
 def plot(by_key: dict[str, dict], folder: Path) -> None:
