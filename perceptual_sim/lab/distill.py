@@ -25,14 +25,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from safetensors.torch import save as save_tensors
 
 from .._version import __version__
 from ..backbones import build_backbone
 from ..distances import layer_terms
-from ..files import write_atomic
 from ..models.card import ModelCard, save_model
-from .train import load_dataset, photometric, shift_loss, start_run, to_unit
+from .train import load_dataset, optimise, photometric, resume, save_checkpoint, start_run, to_unit
 
 TEACHER_MEAN = (127 / 255,) * 3
 TEACHER_STD = (128 / 255,) * 3
@@ -176,16 +174,10 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
     gen = torch.Generator().manual_seed(recipe.seed)
     marks = checkpoint_steps(recipe.steps)
     step = 0
-    records = sorted(out.glob("step-*.json"))
-    if records:
-        state = load_file(str(records[-1].with_suffix(".safetensors")))
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
-        params = [p for g in opt.param_groups for p in g["params"]]
-        for i, p in enumerate(params):
-            opt.state[p] = {k: state[f"optim.{i}.{k}"] for k in ("exp_avg", "exp_avg_sq", "step")}
-        gen.set_state(state["rng"])
-        step = json.loads(records[-1].read_text())["step"]
-        print(f"resumed from {records[-1].name} (step {step}/{recipe.steps})", file=sys.stderr)
+    last = resume(out, model, opt, gen)
+    if last is not None:
+        step = last["step"]
+        print(f"resumed from step-{step:07d} (step {step}/{recipe.steps})", file=sys.stderr)
     val = torch.from_numpy(data["val_x"][:: max(1, len(data["val_x"]) // 512)][:512])
     n_train = len(data["train_x"])
     model.train()
@@ -201,12 +193,7 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
             g["lr"] = lr_at(recipe, step)
         s_in = _student_input(x)
         loss = feature_loss(model(s_in), target)
-        shift_term = None
-        if recipe.shift_consistency > 0:
-            shift_term = shift_loss(model, s_in[: max(1, len(x) // 4)], gen)
-        opt.zero_grad(set_to_none=True)
-        (loss if shift_term is None else loss + recipe.shift_consistency * shift_term).backward()
-        opt.step()
+        shift_term = optimise(opt, loss, model, s_in, recipe.shift_consistency, gen)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == recipe.steps:
@@ -217,7 +204,8 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
             fidelity = evaluate_fidelity(model, teacher, val)
-            _save(out, model, opt, gen, step, fidelity, loss.item())
+            save_checkpoint(out, model, opt, gen, {"step": step, "fidelity": fidelity, "train_loss": loss.item()},
+                            "step,fidelity,train_loss", f"{step},{fidelity:.5f},{loss.item():.5f}")
             model.train()
             print(f"checkpoint step {step}: val fidelity loss {fidelity:.4f}", file=sys.stderr, flush=True)
     return out
@@ -238,23 +226,6 @@ def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Te
         x = to_unit(val_u8[i : i + 128])
         total += feature_loss(model(_student_input(x)), teacher(x)).item() * len(x)
     return total / len(val_u8)
-
-
-def _save(out: Path, model, opt, gen, step: int, fidelity: float, train_loss: float) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    params = [p for g in opt.param_groups for p in g["params"]]
-    for i, p in enumerate(params):
-        for key, v in opt.state.get(p, {}).items():
-            tensors[f"optim.{i}.{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["rng"] = gen.get_state()
-    name = f"step-{step:07d}"
-    write_atomic(out / f"{name}.safetensors", save_tensors({k: v.contiguous() for k, v in tensors.items()}))
-    record = {"step": step, "fidelity": fidelity, "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_atomic(out / f"{name}.json", json.dumps(record, indent=2).encode())
-    with open(out / "log.csv", "a") as f:
-        if f.tell() == 0:
-            f.write("step,fidelity,train_loss\n")
-        f.write(f"{step},{fidelity:.5f},{train_loss:.5f}\n")
 
 
 def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", scores: dict[str, Any] | None = None,

@@ -270,20 +270,10 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
     marks = checkpoint_steps(steps_per_epoch, recipe.epochs)
     gen = torch.Generator().manual_seed(recipe.seed)
     step = 0
-    last = _latest_checkpoint(out)
+    last = resume(out, model, opt, gen)
     if last is not None:
-        state = load_file(str(last.with_suffix(".safetensors")))
-        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
-        params = [p for g in opt.param_groups for p in g["params"]]
-        for i, p in enumerate(params):
-            for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
-                if f"optim.{i}.{key}" in state:
-                    opt.state[p][key] = state[f"optim.{i}.{key}"]
-            if f"optim.{i}.step" in state:
-                opt.state[p]["step"] = state[f"optim.{i}.step"]
-        gen.set_state(state["rng"])
-        step = json.loads(last.read_text())["step"]
-        print(f"resumed from {last.name} (step {step}/{total})", file=sys.stderr)
+        step = last["step"]
+        print(f"resumed from step-{step:07d} (step {step}/{total})", file=sys.stderr)
     perm = None
     model.train()
     t0, seen = time.time(), 0
@@ -300,13 +290,7 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
-        shift_term = None
-        if recipe.shift_consistency > 0:
-            # on a quarter of the batch: the term needs two more passes
-            shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen)
-        opt.zero_grad(set_to_none=True)
-        (loss if shift_term is None else loss + recipe.shift_consistency * shift_term).backward()
-        opt.step()
+        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
@@ -323,24 +307,59 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
 
 
 def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, val_loss, train_loss) -> None:
+    record = {"step": step, "epoch": step / steps_per_epoch, "val_top1": top1, "val_loss": val_loss,
+              "train_loss": train_loss}
+    save_checkpoint(out, model, opt, gen, record, "step,epoch,val_top1,val_loss,train_loss",
+                    f"{step},{step / steps_per_epoch:.4f},{top1:.4f},{val_loss:.4f},{train_loss:.4f}")
+
+
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
+             shift_weight: float, gen: torch.Generator) -> torch.Tensor | None:
+    """One optimiser step on ``loss``, plus ``shift_weight`` x :func:`shift_loss` on a quarter of the
+    batch ``x`` (the term needs two more passes) when the weight is positive; returns that term."""
+    shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen) if shift_weight > 0 else None
+    opt.zero_grad(set_to_none=True)
+    (loss if shift_term is None else loss + shift_weight * shift_term).backward()
+    opt.step()
+    return shift_term
+
+
+def save_checkpoint(out: Path, model, opt, gen, record: dict[str, Any], header: str, row: str) -> None:
+    """Checkpoint ``step-NNNNNNN``: model, optimiser state and RNG as safetensors, then ``record`` (with
+    the time) as JSON, then ``row`` appended to ``log.csv`` (``header`` first in a new file)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     params = [p for g in opt.param_groups for p in g["params"]]
     for i, p in enumerate(params):
         for key, v in opt.state.get(p, {}).items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{i}.{key}"] = v
+            tensors[f"optim.{i}.{key}"] = v if torch.is_tensor(v) else torch.tensor(v)
     tensors["rng"] = gen.get_state()
-    name = f"step-{step:07d}"
+    name = f"step-{record['step']:07d}"
     # the tensors first, then the record, each renamed into place: a checkpoint whose record
     # exists is complete (for resume after a crash, and for a sweep reading beside the run)
     write_atomic(out / f"{name}.safetensors", save_tensors({k: v.contiguous() for k, v in tensors.items()}))
-    record = {"step": step, "epoch": step / steps_per_epoch, "val_top1": top1, "val_loss": val_loss,
-              "train_loss": train_loss, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {**record, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_atomic(out / f"{name}.json", json.dumps(record, indent=2).encode())
     with open(out / "log.csv", "a") as f:
         if f.tell() == 0:
-            f.write("step,epoch,val_top1,val_loss,train_loss\n")
-        f.write(f"{step},{step / steps_per_epoch:.4f},{top1:.4f},{val_loss:.4f},{train_loss:.4f}\n")
+            f.write(header + "\n")
+        f.write(row + "\n")
+
+
+def resume(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any] | None:
+    """Load the run's last checkpoint (:func:`save_checkpoint`) into ``model``, ``opt`` and ``gen``;
+    its record, or None when the run has none."""
+    last = _latest_checkpoint(out)
+    if last is None:
+        return None
+    state = load_file(str(last.with_suffix(".safetensors")))
+    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq", "step"):
+            if f"optim.{i}.{key}" in state:
+                opt.state[p][key] = state[f"optim.{i}.{key}"]
+    gen.set_state(state["rng"])
+    return json.loads(last.read_text())
 
 
 def checkpoints(run: Path) -> list[dict[str, Any]]:
