@@ -118,6 +118,17 @@ def test_feature_loss_is_the_spatial_distance():
     assert feature_loss(a, b).item() == pytest.approx(8.0, rel=1e-5)
 
 
+def test_feature_loss_blur_forgives_what_alternates_and_keeps_what_does_not():
+    flat = [torch.rand(2, 4, 1, 1).expand(2, 4, 8, 8).contiguous()]
+    other = [torch.rand(2, 4, 1, 1).expand(2, 4, 8, 8).contiguous()]
+    assert feature_loss(flat, other, 1.0).item() == pytest.approx(feature_loss(flat, other).item(), rel=1e-5)
+    sign = (torch.arange(8).view(8, 1) + torch.arange(8)).remainder(2).mul(2).sub(1).float()
+    base = torch.rand(2, 4, 1, 1) + 1
+    a = [base * (1 + 0.5 * sign)]  # the same direction at every position, scaled: no loss either way
+    b = [base.flip(1) * sign + base * 3]  # directions alternating about a common one
+    assert feature_loss(a, b, 1.0).item() < 0.25 * feature_loss(a, b).item()
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -148,3 +159,18 @@ def test_an_interrupted_run_ends_where_an_uninterrupted_one_does(with_teacher, d
     model = PerceptualDistance.from_pretrained(str(tmp_path / "models" / "student.json"))
     x = torch.rand(1, 3, 64, 64)
     assert model(x, x).item() == 0 and model(x, torch.rand(1, 3, 64, 64)).item() > 0
+
+
+def test_a_viewing_condition_and_blur_for_the_teacher_reach_the_teacher_and_the_card(with_teacher, data, tmp_path):
+    from perceptual_sim.csf import csf_filter
+    from perceptual_sim.lab.distill import Teacher
+
+    x = torch.rand(2, 3, 64, 64)
+    seen = Teacher([2, 4], pixels_per_degree=60)(x)
+    for m, r in zip(seen, Teacher([2, 4])(csf_filter(x, 60))):
+        assert torch.allclose(m, r, rtol=1e-5, atol=1e-6)
+    recipe = DistillRecipe(data=str(data), arch_args=STUDENT, steps=2, batch_size=4, warmup_steps=1,
+                           teacher_pixels_per_degree=60, feature_blur=1.0)
+    run = distill(recipe, tmp_path / "run", cache=tmp_path / "cache", log_every=100)
+    card = export(run, 2, "student", tmp_path / "models")
+    assert card.feature_blur == 1.0 and card.pixels_per_degree == 0  # the student learned the viewing condition

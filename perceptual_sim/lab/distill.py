@@ -28,7 +28,8 @@ from safetensors.torch import load_file
 
 from .._version import __version__
 from ..backbones import build_backbone
-from ..distances import layer_terms
+from ..csf import csf_filter
+from ..distances import blur_normalized, layer_terms
 from ..models.card import ModelCard, save_model
 from .train import load_dataset, optimise, photometric, resume, save_checkpoint, start_run, to_unit
 
@@ -54,12 +55,17 @@ class DistillRecipe:
     distort: float = 0.6
     zoom: float = 0.5
     shift_consistency: float = 0.0
+    teacher_pixels_per_degree: float = 0.0
+    """The teacher sees the images at this viewing condition (:func:`csf_filter`; 0: as they are); the
+    student sees them as they are, so it learns the contrast sensitivity and runs without the filter."""
+    feature_blur: float = 0.0
+    """The loss compares the maps blurred as the metric's ``feature_blur`` does (the exported card carries it)."""
 
 
 class Teacher:
     """EfficientNet-Lite0 (``efficientnet-lite0`` model) tapped at the last block of each stride."""
 
-    def __init__(self, strides: list[int]) -> None:
+    def __init__(self, strides: list[int], pixels_per_degree: float = 0.0) -> None:
         from ..backbones.efficientnet import TAP_BLOCKS
         from ..metric import PerceptualDistance
 
@@ -67,9 +73,12 @@ class Teacher:
         net.blocks = net.blocks[: TAP_BLOCKS[len(strides) - 1] + 1]  # nothing past the last matched tap
         self.net = net
         self.strides = strides
+        self.pixels_per_degree = pixels_per_degree
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.pixels_per_degree:
+            x = csf_filter(x, self.pixels_per_degree)
         maps = self.net(((x - 127 / 255) / (128 / 255)).contiguous(memory_format=torch.channels_last))
         by_stride = {x.shape[-1] // m.shape[-1]: m for m in maps}
         return [by_stride[s] for s in self.strides]
@@ -133,8 +142,12 @@ def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 
 
-def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
-    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term)."""
+def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], blur: float = 0.0) -> torch.Tensor:
+    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term), the
+    normalised maps first blurred by ``blur`` positions when positive (as the card's ``feature_blur``)."""
+    if blur:
+        student = [blur_normalized(m, blur) for m in student]
+        teacher = [blur_normalized(m, blur) for m in teacher]
     return layer_terms("spatial", student, teacher).sum(1).mean()
 
 
@@ -162,7 +175,7 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
     out = start_run(out, recipe, threads)
     data = load_dataset(Path(recipe.data), cache)
     strides = student_strides(recipe.arch_args)
-    teacher = Teacher(strides)
+    teacher = Teacher(strides, recipe.teacher_pixels_per_degree)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         model = build_backbone("conv_student", recipe.arch_args)
@@ -192,7 +205,7 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
         for g in opt.param_groups:
             g["lr"] = lr_at(recipe, step)
         s_in = _student_input(x)
-        loss = feature_loss(model(s_in), target)
+        loss = feature_loss(model(s_in), target, recipe.feature_blur)
         shift_term = optimise(opt, loss, model, s_in, recipe.shift_consistency, gen)
         step += 1
         seen += len(idx)
@@ -203,7 +216,7 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
             print(f"step {step}/{recipe.steps} loss {loss.item():.4f}{extra} lr {lr_at(recipe, step - 1):.5f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
-            fidelity = evaluate_fidelity(model, teacher, val)
+            fidelity = evaluate_fidelity(model, teacher, val, recipe.feature_blur)
             save_checkpoint(out, model, opt, gen, {"step": step, "fidelity": fidelity, "train_loss": loss.item()},
                             "step,fidelity,train_loss", f"{step},{fidelity:.5f},{loss.item():.5f}")
             model.train()
@@ -218,13 +231,13 @@ def _student_input(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Tensor) -> float:
+def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Tensor, blur: float = 0.0) -> float:
     """:func:`feature_loss` on clean validation images (lower: closer to the teacher)."""
     model.eval()
     total = 0.0
     for i in range(0, len(val_u8), 128):
         x = to_unit(val_u8[i : i + 128])
-        total += feature_loss(model(_student_input(x)), teacher(x)).item() * len(x)
+        total += feature_loss(model(_student_input(x)), teacher(x), blur).item() * len(x)
     return total / len(val_u8)
 
 
@@ -242,7 +255,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", sc
     backbone = {f"backbone.{k[6:]}": v for k, v in state.items() if k.startswith("model.")}
     card = ModelCard(
         name=name, arch="conv_student", arch_args=recipe["arch_args"], input_mean=TEACHER_MEAN, input_std=TEACHER_STD,
-        default_mode="spatial", summary=summary, scores=scores or {},
+        default_mode="spatial", feature_blur=recipe.get("feature_blur", 0.0), summary=summary, scores=scores or {},
         training={"data": "Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64), teacher "
                           f"{recipe['teacher']}", "recipe": recipe, "step": record["step"],
                   "fidelity": record["fidelity"], "package_version": __version__},

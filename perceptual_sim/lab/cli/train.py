@@ -78,6 +78,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"share of images given noise or blur (default {dd.distort:g})")
     d.add_argument("--shift-consistency", type=non_negative_float, default=dd.shift_consistency, metavar="W",
                    help=f"as for `train run` (default {dd.shift_consistency:g})")
+    d.add_argument("--teacher-pixels-per-degree", type=non_negative_float, default=dd.teacher_pixels_per_degree,
+                   metavar="PPD", help="the teacher sees the images at this viewing condition (contrast sensitivity), "
+                                       "the student as they are, so it learns it and runs unfiltered (default 0: none)")
+    d.add_argument("--feature-blur", type=non_negative_float, default=dd.feature_blur, metavar="SIGMA",
+                   help="compare the maps blurred by SIGMA positions, as the exported card then does (default 0)")
     d.add_argument("--cache", type=Path, default=None,
                    help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
     d.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -139,7 +144,8 @@ def distill_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--arch-args: {exc}") from None
     recipe = DistillRecipe(data=str(args.data.resolve()), arch_args=args.arch_args, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, photometric=args.photometric,
-                           distort=args.distort, shift_consistency=args.shift_consistency)
+                           distort=args.distort, shift_consistency=args.shift_consistency,
+                           teacher_pixels_per_degree=args.teacher_pixels_per_degree, feature_blur=args.feature_blur)
     try:
         out = distill(recipe, args.out, cache=args.cache or cache_root() / "datasets", threads=args.threads)
     except KeyboardInterrupt:
@@ -163,7 +169,8 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     _check_run(args.run)
     if _distilled(args.run):
         if args.mode != "spatial" or args.feature_blur:
-            raise UsageError("a distilled student is exported in spatial mode without feature blur (what it was trained for)")
+            raise UsageError("a distilled student is exported in spatial mode with the feature blur it was trained "
+                             "with (its recipe's); leave out --mode and --feature-blur")
         from ..distill import export as export_student
 
         card = export_student(args.run, args.step, args.name, args.dest, summary=args.summary, overwrite=args.force)
