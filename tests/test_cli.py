@@ -247,6 +247,11 @@ def test_train_run_list_export(tmp_path, capsys):
     assert early.training["step"] == 1 and early.feature_blur == 0.5
     assert main(["train", "list", str(tmp_path)]) == 2
     assert main(["train", "run", "--data", str(tmp_path), "--out", str(run), "--arch-args", "[1]"]) == 2
+    capsys.readouterr()
+    student = '{"widths": [4, 8, 8, 0], "depths": [1, 1, 1, 0], "heads": [16, 24, 40, 0]}'
+    assert main(["train", "distill", "--data", str(tmp_path), "--out", str(tmp_path / "d"), "--arch-args", student,
+                 "--feature-blur", "1,0.5"]) == 2
+    assert "--feature-blur has 2 values; the student matches 3 strides (2, 4, 8)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

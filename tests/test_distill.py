@@ -170,7 +170,7 @@ def test_a_viewing_condition_and_blur_for_the_teacher_reach_the_teacher_and_the_
     for m, r in zip(seen, Teacher([2, 4])(csf_filter(x, 60))):
         assert torch.allclose(m, r, rtol=1e-5, atol=1e-6)
     recipe = DistillRecipe(data=str(data), arch_args=STUDENT, steps=2, batch_size=4, warmup_steps=1,
-                           teacher_pixels_per_degree=60, feature_blur=1.0)
+                           teacher_pixels_per_degree=60, feature_blur=[1.0, 0.5, 0.0])
     run = distill(recipe, tmp_path / "run", cache=tmp_path / "cache", log_every=100)
     card = export(run, 2, "student", tmp_path / "models")
-    assert card.feature_blur == 1.0 and card.pixels_per_degree == 0  # the student learned the viewing condition
+    assert card.feature_blur == (1.0, 0.5, 0.0) and card.pixels_per_degree == 0  # the student learned the viewing condition

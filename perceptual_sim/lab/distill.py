@@ -18,6 +18,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,9 @@ class DistillRecipe:
     teacher_pixels_per_degree: float = 0.0
     """The teacher sees the images at this viewing condition (:func:`csf_filter`; 0: as they are); the
     student sees them as they are, so it learns the contrast sensitivity and runs without the filter."""
-    feature_blur: float = 0.0
-    """The loss compares the maps blurred as the metric's ``feature_blur`` does (the exported card carries it)."""
+    feature_blur: float | list[float] = 0.0
+    """The loss compares the maps blurred as the metric's ``feature_blur`` does, one sigma or one per
+    matched stride (the exported card carries it)."""
 
 
 class Teacher:
@@ -142,12 +144,14 @@ def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 
 
-def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], blur: float = 0.0) -> torch.Tensor:
-    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term), the
-    normalised maps first blurred by ``blur`` positions when positive (as the card's ``feature_blur``)."""
-    if blur:
-        student = [blur_normalized(m, blur) for m in student]
-        teacher = [blur_normalized(m, blur) for m in teacher]
+def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
+                 blur: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term), each
+    pair of normalised maps first blurred by ``blur`` positions where positive (one sigma, or one per
+    map, as the card's ``feature_blur``)."""
+    sigmas = list(blur) if isinstance(blur, Sequence) else [blur] * len(student)
+    student = [blur_normalized(m, s) if s else m for m, s in zip(student, sigmas)]
+    teacher = [blur_normalized(m, s) if s else m for m, s in zip(teacher, sigmas)]
     return layer_terms("spatial", student, teacher).sum(1).mean()
 
 
@@ -231,7 +235,8 @@ def _student_input(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Tensor, blur: float = 0.0) -> float:
+def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Tensor,
+                      blur: float | Sequence[float] = 0.0) -> float:
     """:func:`feature_loss` on clean validation images (lower: closer to the teacher)."""
     model.eval()
     total = 0.0
@@ -239,6 +244,10 @@ def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Te
         x = to_unit(val_u8[i : i + 128])
         total += feature_loss(model(_student_input(x)), teacher(x), blur).item() * len(x)
     return total / len(val_u8)
+
+
+def _card_blur(blur: float | list[float]) -> float | tuple[float, ...]:
+    return tuple(blur) if isinstance(blur, list) else blur
 
 
 def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", scores: dict[str, Any] | None = None,
@@ -255,7 +264,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", sc
     backbone = {f"backbone.{k[6:]}": v for k, v in state.items() if k.startswith("model.")}
     card = ModelCard(
         name=name, arch="conv_student", arch_args=recipe["arch_args"], input_mean=TEACHER_MEAN, input_std=TEACHER_STD,
-        default_mode="spatial", feature_blur=recipe.get("feature_blur", 0.0), summary=summary, scores=scores or {},
+        default_mode="spatial", feature_blur=_card_blur(recipe.get("feature_blur", 0.0)), summary=summary, scores=scores or {},
         training={"data": "Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64), teacher "
                           f"{recipe['teacher']}", "recipe": recipe, "step": record["step"],
                   "fidelity": record["fidelity"], "package_version": __version__},

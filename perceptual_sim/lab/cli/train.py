@@ -81,8 +81,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     d.add_argument("--teacher-pixels-per-degree", type=non_negative_float, default=dd.teacher_pixels_per_degree,
                    metavar="PPD", help="the teacher sees the images at this viewing condition (contrast sensitivity), "
                                        "the student as they are, so it learns it and runs unfiltered (default 0: none)")
-    d.add_argument("--feature-blur", type=non_negative_float, default=dd.feature_blur, metavar="SIGMA",
-                   help="compare the maps blurred by SIGMA positions, as the exported card then does (default 0)")
+    d.add_argument("--feature-blur", type=feature_blur, default=dd.feature_blur, metavar="SIGMA",
+                   help="compare the maps blurred by SIGMA positions, or S1,S2,... one per matched stride, as the "
+                        "exported card then does (default 0)")
     d.add_argument("--cache", type=Path, default=None,
                    help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
     d.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -139,13 +140,20 @@ def distill_run(args: argparse.Namespace) -> int:
     from ..distill import DistillRecipe, distill, student_strides
 
     try:
-        student_strides(args.arch_args)
+        strides = student_strides(args.arch_args)
     except ValueError as exc:
         raise UsageError(f"--arch-args: {exc}") from None
+    blur = args.feature_blur
+    if isinstance(blur, tuple) and len(blur) != len(strides):
+        raise UsageError(f"--feature-blur has {len(blur)} values; the student matches {len(strides)} strides "
+                         f"({', '.join(map(str, strides))}): give one per stride, or one for all")
+    if min(blur if isinstance(blur, tuple) else (blur,)) < 0:
+        raise UsageError("--feature-blur must not be negative")
     recipe = DistillRecipe(data=str(args.data.resolve()), arch_args=args.arch_args, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, photometric=args.photometric,
                            distort=args.distort, shift_consistency=args.shift_consistency,
-                           teacher_pixels_per_degree=args.teacher_pixels_per_degree, feature_blur=args.feature_blur)
+                           teacher_pixels_per_degree=args.teacher_pixels_per_degree,
+                           feature_blur=list(blur) if isinstance(blur, tuple) else blur)
     try:
         out = distill(recipe, args.out, cache=args.cache or cache_root() / "datasets", threads=args.threads)
     except KeyboardInterrupt:
