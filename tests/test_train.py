@@ -122,3 +122,18 @@ def test_shift_consistency_changes_the_training(data, tmp_path):
                     cache=tmp_path / "cache")
         finals[weight] = load_file(str(out / "step-0000001.safetensors"))
     assert not finals[0.0]["model.net.conv1.weight"].equal(finals[1.0]["model.net.conv1.weight"])
+
+
+def test_a_viewing_condition_filters_training_and_validation_and_reaches_the_card(data, tmp_path, monkeypatch):
+    seen = []
+    real = recipe_module.csf_filter
+    monkeypatch.setattr(recipe_module, "csf_filter", lambda x, ppd: seen.append((tuple(x.shape), ppd)) or real(x, ppd))
+    out = train(dataclasses.replace(_recipe(data), epochs=0.5, pixels_per_degree=60), tmp_path / "run",
+                cache=tmp_path / "cache")
+    assert seen == [((4, 3, 64, 64), 60), ((2, 3, 64, 64), 60)]  # the training batch, then the validation images
+    card = recipe_module.export(out, 1, "seen", tmp_path / "models")
+    assert card.pixels_per_degree == 60
+    plain = train(dataclasses.replace(_recipe(data), epochs=0.5), tmp_path / "plain", cache=tmp_path / "cache")
+    assert recipe_module.export(plain, 1, "plain", tmp_path / "models").pixels_per_degree == 0
+    assert load_file(str(out / "step-0000001.safetensors"))["model.net.conv1.weight"].ne(
+        load_file(str(plain / "step-0000001.safetensors"))["model.net.conv1.weight"]).any()

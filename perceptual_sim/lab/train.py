@@ -31,6 +31,7 @@ from safetensors.torch import save as save_tensors
 
 from .._version import __version__
 from ..backbones import build_backbone
+from ..csf import csf_filter
 from ..distances import layer_terms
 from ..files import write_atomic
 from ..images import IMAGE_SUFFIXES, decode_square
@@ -58,6 +59,9 @@ class Recipe:
     optimizer: str = "sgd"
     photometric: float = 0.0
     shift_consistency: float = 0.0
+    pixels_per_degree: float = 0.0
+    """Train and validate on the images as seen at this viewing condition (:func:`csf_filter`; 0:
+    as they are); the exported card carries it, so the metric sees what the network learned on."""
 
 
 def load_folder(root: Path, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -113,11 +117,6 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def to_input(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 N x H x W x 3 -> normalised float N x 3 x H x W."""
-    return normalize(to_unit(batch))
 
 
 PHOTOMETRIC_RANGES = {"gamma": 0.4, "saturation": 0.5, "balance": 0.15, "contrast": 0.5, "brightness": 0.2}
@@ -211,11 +210,15 @@ def checkpoint_steps(steps_per_epoch: int, epochs: float) -> list[int]:
 
 
 @torch.no_grad()
-def evaluate_top1(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 500) -> tuple[float, float]:
+def evaluate_top1(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 500,
+                  pixels_per_degree: float = 0.0) -> tuple[float, float]:
     model.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(x), batch):
-        logits = model.classify(to_input(torch.from_numpy(x[i : i + batch])))
+        images = to_unit(torch.from_numpy(x[i : i + batch]))
+        if pixels_per_degree:
+            images = csf_filter(images, pixels_per_degree)
+        logits = model.classify(normalize(images))
         t = torch.from_numpy(y[i : i + batch])
         loss += F.cross_entropy(logits, t, reduction="sum").item()
         correct += (logits.argmax(1) == t).sum().item()
@@ -284,6 +287,8 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         x = to_unit(torch.from_numpy(data["train_x"][np.sort(idx)]))
         if recipe.photometric > 0:
             x = photometric(x, recipe.photometric, gen)
+        if recipe.pixels_per_degree:
+            x = csf_filter(x, recipe.pixels_per_degree)
         x = augment(normalize(x), gen)
         y = torch.from_numpy(data["train_y"][np.sort(idx)])
         lr = lr_at(recipe, step, steps_per_epoch)
@@ -300,7 +305,8 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
             print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f}{shift_text} lr {lr:.4f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
-            top1, val_loss = evaluate_top1(model, data["val_x"], data["val_y"])
+            top1, val_loss = evaluate_top1(model, data["val_x"], data["val_y"],
+                                           pixels_per_degree=recipe.pixels_per_degree)
             _save_checkpoint(out, model, opt, gen, step, steps_per_epoch, top1, val_loss, loss.item())
             print(f"checkpoint step {step}: val top-1 {100 * top1:.2f}% val loss {val_loss:.3f}", file=sys.stderr, flush=True)
     return out
@@ -388,7 +394,8 @@ def export(run: Path, step: int, name: str, dest: Path, *, default_mode: str = "
                 if k.startswith("model.") and not k.startswith(("model.net.fc.", "model.net.head."))}
     card = ModelCard(
         name=name, arch=recipe["arch"], arch_args=recipe["arch_args"], default_mode=default_mode,
-        feature_blur=feature_blur, summary=summary, scores=scores or {},
+        feature_blur=feature_blur, pixels_per_degree=recipe.get("pixels_per_degree", 0.0), summary=summary,
+        scores=scores or {},
         training={"data": data or recipe["data"], "recipe": recipe, "step": record["step"], "epoch": record["epoch"],
                   "val_top1": record["val_top1"], "package_version": __version__},
         license="Apache-2.0 (code). Weights trained on Tiny-ImageNet, a subset of ImageNet: "

@@ -52,6 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="add W x the spatial distance between each image and itself moved 1-3 px to the loss (on a "
                         "quarter of each batch), so that fewer decisions flip under small shifts; the log shows the term, "
                         f"checkpoints record the classification loss alone (default {defaults.shift_consistency:g}, off)")
+    r.add_argument("--pixels-per-degree", type=non_negative_float, default=defaults.pixels_per_degree, metavar="PPD",
+                   help="train and validate on the images as seen at this viewing condition (contrast sensitivity); "
+                        "the exported card carries it (default 0: as they are)")
     r.add_argument("--cache", type=Path, default=None,
                    help="folder for decoded datasets (default $XDG_CACHE_HOME/perceptual_sim/datasets)")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
-        photometric=args.photometric, shift_consistency=args.shift_consistency)
+        photometric=args.photometric, shift_consistency=args.shift_consistency,
+        pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
     try:
         out = train(recipe, args.out, cache=cache, threads=args.threads)
