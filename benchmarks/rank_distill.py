@@ -60,7 +60,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     student = PerceptualDistance.from_pretrained(args.init, pixels_per_degree=0.0)
-    first = PerceptualDistance.from_pretrained(args.init, pixels_per_degree=0.0)
+    first = PerceptualDistance.from_pretrained(args.init, pixels_per_degree=0.0) if args.keep else None
     student.backbone.requires_grad_(True)
     teacher = PerceptualDistance.from_pretrained(args.teacher)
     data = load_dataset(args.data, cache_root() / "datasets")

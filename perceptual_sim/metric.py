@@ -327,7 +327,7 @@ class PerceptualDistance(nn.Module):
         """``x`` as an observer at :attr:`pixels_per_degree` sees it (:func:`csf_filter`; unchanged at 0)."""
         if not self.pixels_per_degree:
             return x
-        return csf_filter(x if x.is_floating_point() else x.float(), self.pixels_per_degree)
+        return csf_filter(x, self.pixels_per_degree)
 
     def _normalise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """Map values in [lo, hi] to the backbone's input: clamped to the range (gradients pass

@@ -59,7 +59,7 @@ class DistillRecipe:
     teacher_pixels_per_degree: float = 0.0
     """The teacher sees the images at this viewing condition (:func:`csf_filter`; 0: as they are); the
     student sees them as they are, so it learns the contrast sensitivity and runs without the filter."""
-    feature_blur: float | list[float] = 0.0
+    feature_blur: float | tuple[float, ...] = 0.0
     """The loss compares the maps blurred as the metric's ``feature_blur`` does, one sigma or one per
     matched stride (the exported card carries it)."""
 
@@ -246,10 +246,6 @@ def evaluate_fidelity(model: torch.nn.Module, teacher: Teacher, val_u8: torch.Te
     return total / len(val_u8)
 
 
-def _card_blur(blur: float | list[float]) -> float | tuple[float, ...]:
-    return tuple(blur) if isinstance(blur, list) else blur
-
-
 def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", scores: dict[str, Any] | None = None,
            overwrite: bool = False) -> ModelCard:
     """Write checkpoint ``step`` of the distillation ``run`` as a metric model."""
@@ -264,7 +260,7 @@ def export(run: Path, step: int, name: str, dest: Path, *, summary: str = "", sc
     backbone = {f"backbone.{k[6:]}": v for k, v in state.items() if k.startswith("model.")}
     card = ModelCard(
         name=name, arch="conv_student", arch_args=recipe["arch_args"], input_mean=TEACHER_MEAN, input_std=TEACHER_STD,
-        default_mode="spatial", feature_blur=_card_blur(recipe.get("feature_blur", 0.0)), summary=summary, scores=scores or {},
+        default_mode="spatial", feature_blur=recipe.get("feature_blur", 0.0), summary=summary, scores=scores or {},
         training={"data": "Tiny-ImageNet, 202-class copy (101,000 train images, 64 x 64), teacher "
                           f"{recipe['teacher']}", "recipe": recipe, "step": record["step"],
                   "fidelity": record["fidelity"], "package_version": __version__},

@@ -157,7 +157,7 @@ def distill_run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, photometric=args.photometric,
                            distort=args.distort, shift_consistency=args.shift_consistency,
                            teacher_pixels_per_degree=args.teacher_pixels_per_degree,
-                           feature_blur=list(blur) if isinstance(blur, tuple) else blur)
+                           feature_blur=blur)
     try:
         out = distill(recipe, args.out, cache=args.cache or cache_root() / "datasets", threads=args.threads)
     except KeyboardInterrupt:
