@@ -59,24 +59,9 @@ def kernel(pixels_per_degree: float) -> Tensor:
     return (taps / taps.sum()).float()
 
 
-MATRIX_SIDE = 1024
-"""Up to this many pixels a side, :func:`csf_filter` multiplies by one banded matrix per axis (one
-GEMM each: fastest on CPU); beyond, block by block (memory and work linear in the side)."""
 BLOCK = 32
-"""Output pixels per block beyond :data:`MATRIX_SIDE` (each block reads ``BLOCK + 2 r`` inputs)."""
-
-
-@_cached
-def _band(size: int, pixels_per_degree: float) -> Tensor:
-    """``size`` x ``size`` matrix applying :func:`kernel` along one axis, the border reflected."""
-    k = kernel(pixels_per_degree)
-    r = (len(k) - 1) // 2
-    rows = torch.arange(size).repeat_interleave(2 * r + 1)
-    cols = (torch.arange(size)[:, None] + torch.arange(-r, r + 1)[None]).flatten().abs()
-    cols = torch.where(cols >= size, 2 * size - 2 - cols, cols).clamp(0, size - 1)
-    band = torch.zeros(size, size)
-    band.index_put_((rows, cols), k.repeat(size), accumulate=True)
-    return band
+"""Output pixels per matrix product along an axis: each block of outputs reads ``BLOCK + 2 r`` inputs
+(views of the reflected image, no copies), so work and memory grow linearly with the side."""
 
 
 @_cached
@@ -88,17 +73,29 @@ def _block_matrix(pixels_per_degree: float) -> Tensor:
     return torch.where((offset >= 0) & (offset <= 2 * r), k[offset.clamp(0, 2 * r)], torch.zeros(()))
 
 
-def _along_last(x: Tensor, pixels_per_degree: float) -> Tensor:
-    """The kernel applied along the last axis of ``x``, border reflected."""
-    length = x.shape[-1]
-    if length <= MATRIX_SIDE:
-        return x @ _band(length, pixels_per_degree).to(device=x.device, dtype=x.dtype).T
-    r = radius(pixels_per_degree)
-    padded = F.pad(x.reshape(-1, 1, length), (r, r), mode="reflect")
-    blocks = -(-length // BLOCK)
-    padded = F.pad(padded, (0, blocks * BLOCK - length)).unfold(-1, BLOCK + 2 * r, BLOCK).reshape(-1, BLOCK + 2 * r)
-    out = padded @ _block_matrix(pixels_per_degree).to(device=x.device, dtype=x.dtype)
-    return out.reshape(-1, blocks * BLOCK)[:, :length].reshape(x.shape)
+def _reflected(x: Tensor, r: int) -> Tensor:
+    """``x`` with ``r`` pixels reflected about the border pixel on each side of both axes. A side
+    shorter than ``r`` still works: indices that leave the image after one reflection stop at its border."""
+    if r < min(x.shape[-2:]):
+        return F.pad(x, (r, r, r, r), mode="reflect")
+    for dim in (-1, -2):
+        size = x.shape[dim]
+        idx = torch.arange(-r, size + r, device=x.device).abs()
+        x = x.index_select(dim, torch.where(idx >= size, 2 * size - 2 - idx, idx).clamp(0, size - 1))
+    return x
+
+
+def _blocks(padded: Tensor, dim: int, m: Tensor) -> Tensor:
+    """``m`` applied along ``dim`` (-1 or -2) of ``padded`` (``r`` pixels of context each side), one
+    block of :data:`BLOCK` outputs at a time: one matrix product per block, on a view."""
+    r = (m.shape[0] - m.shape[1]) // 2
+    size = padded.shape[dim] - 2 * r
+    out = []
+    for start in range(0, size, BLOCK):
+        n = min(BLOCK, size - start)
+        part, block = padded.narrow(dim, start, n + 2 * r), m[: n + 2 * r, :n]
+        out.append(part @ block if dim == -1 else block.T @ part)
+    return torch.cat(out, dim)
 
 
 def csf_filter(x: Tensor, pixels_per_degree: float) -> Tensor:
@@ -108,5 +105,6 @@ def csf_filter(x: Tensor, pixels_per_degree: float) -> Tensor:
     if not pixels_per_degree:
         return x
     ppd = float(pixels_per_degree)
-    y = _along_last(x if x.is_floating_point() else x.float(), ppd)
-    return _along_last(y.transpose(-1, -2), ppd).transpose(-1, -2)
+    x = x if x.is_floating_point() else x.float()
+    m = _block_matrix(ppd).to(device=x.device, dtype=x.dtype)
+    return _blocks(_blocks(_reflected(x, radius(ppd)), -1, m), -2, m)

@@ -62,20 +62,34 @@ def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
         dataclasses.replace(card, pixels_per_degree=-1.0)
 
 
-@pytest.mark.parametrize("matrix_side", [1024, 8])
-def test_the_filter_is_the_separable_convolution(matrix_side, monkeypatch):
-    """By banded matrices or block by block (blocks cut anywhere): one reflected separable convolution."""
+@pytest.mark.parametrize("block", [32, 7])
+def test_the_filter_is_the_separable_convolution(block, monkeypatch):
+    """Block by block (blocks cut anywhere, the last one short): one reflected separable convolution."""
     import torch.nn.functional as F
 
     from perceptual_sim import csf
     from perceptual_sim.csf import kernel, radius
 
-    monkeypatch.setattr(csf, "MATRIX_SIDE", matrix_side)
+    monkeypatch.setattr(csf, "BLOCK", block)
+    csf._block_matrix.cache_clear()
     x = torch.rand(2, 3, 40, 77)
     k, r = kernel(60.0), radius(60.0)
     ref = F.pad(x.reshape(6, 1, 40, 77), (r, r, r, r), mode="reflect")
     ref = F.conv2d(F.conv2d(ref, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1)).view(2, 3, 40, 77)
-    assert torch.allclose(csf_filter(x, 60), ref, atol=1e-6)
+    try:
+        assert torch.allclose(csf_filter(x, 60), ref, atol=1e-6)
+    finally:
+        csf._block_matrix.cache_clear()
+
+
+def test_a_side_shorter_than_the_kernel_is_filtered_and_flat_stays_flat():
+    """At 200 px/degree the kernel reaches 20 px each side: a 5 x 9 image still filters (reflection
+    stops at the border) and a flat one passes unchanged."""
+    x = torch.rand(1, 3, 5, 9)
+    y = csf_filter(x, 200)
+    assert y.shape == x.shape and torch.isfinite(y).all() and not torch.allclose(y, x)
+    flat = torch.full((1, 3, 5, 9), 0.7)
+    assert torch.allclose(csf_filter(flat, 200), flat, atol=1e-6)
 
 
 def test_a_filter_first_used_in_inference_mode_still_serves_a_loss():
