@@ -62,20 +62,22 @@ def test_a_model_at_a_viewing_condition_sees_less_of_fine_noise():
         dataclasses.replace(card, pixels_per_degree=-1.0)
 
 
-@pytest.mark.parametrize("block", [32, 7])
-def test_the_filter_is_the_separable_convolution(block, monkeypatch):
-    """Block by block (blocks cut anywhere, the last one short): one reflected separable convolution."""
+@pytest.mark.parametrize("block, images_per_chunk", [(32, 5), (7, 2)])
+def test_the_filter_is_the_separable_convolution(block, images_per_chunk, monkeypatch):
+    """Block by block (blocks cut anywhere, the last one short) and chunk by chunk of images (the
+    last one short): one reflected separable convolution."""
     import torch.nn.functional as F
 
     from perceptual_sim import csf
     from perceptual_sim.csf import kernel, radius
 
     monkeypatch.setattr(csf, "BLOCK", block)
+    monkeypatch.setattr(csf, "CHUNK_VALUES", images_per_chunk * 3 * 40 * 77)
     csf._block_matrix.cache_clear()
-    x = torch.rand(2, 3, 40, 77)
+    x = torch.rand(5, 3, 40, 77)
     k, r = kernel(60.0), radius(60.0)
-    ref = F.pad(x.reshape(6, 1, 40, 77), (r, r, r, r), mode="reflect")
-    ref = F.conv2d(F.conv2d(ref, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1)).view(2, 3, 40, 77)
+    ref = F.pad(x.reshape(15, 1, 40, 77), (r, r, r, r), mode="reflect")
+    ref = F.conv2d(F.conv2d(ref, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1)).view(5, 3, 40, 77)
     try:
         assert torch.allclose(csf_filter(x, 60), ref, atol=1e-6)
     finally:
