@@ -31,7 +31,9 @@ def pooled(per_ref: dict[str, list[float]]) -> float:
 def summary(card: ModelCard) -> str:
     t, r = card.training, card.training["recipe"]
     width = r.get("arch_args", {}).get("width", 1)
-    blur = f", feature blur {card.feature_blur}" if card.feature_blur else ""
+    fb = card.feature_blur
+    blur = (f", feature blur {', '.join(f'{b:g}' for b in fb)} per stage" if isinstance(fb, tuple) else
+            f", feature blur {fb:g}") if any(fb if isinstance(fb, tuple) else (fb,)) else ""
     return (f"K22 ResNet-6 (width {width}) trained on Tiny-ImageNet at 64 px as seen at {r['pixels_per_degree']:g} "
             f"pixels per degree, photometric augmentation {r['photometric']:g}, shift consistency "
             f"{r['shift_consistency']:g}, stopped at epoch {t['epoch']:.2f} of {r['epochs']:g} "

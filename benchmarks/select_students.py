@@ -7,7 +7,9 @@
 Criterion: the material triplets' 2AFC agreement, mean of 64 and 256 px, pooled over the triplets of
 the materials used to choose, minus the psychophysics shortfall: the sum over families and sizes of
 how far each falls below ``--floor`` (a floor for every family, in the criterion's units). Gate: at
-most ``--max-flips`` of the proxy's decisions flipped by a 1-3 px shift. Cross-validation:
+most ``--max-flips`` of the proxy's decisions flipped by a 1-3 px shift (with ``--shift-check``, a
+candidate that ``shift_check.py`` measured again is gated on the flips pooled over both sets, 12,000
+triplets). Cross-validation:
 the 100 reference materials fall into 5 folds of 20 (by salted sha256 of the name); in each fold the
 candidate is chosen on the other four and scored on it, so each material's score comes from a choice
 that never saw it (out-of-fold). Intervals: 1,000 bootstrap resamples of the materials. The final
@@ -29,6 +31,8 @@ import numpy as np
 SIZES = ("64", "256")
 FOLDS = 5
 SALT = "perceptual_sim/material-folds-v1"
+PROXY_TRIPLETS = 2000
+"""Triplets of the proxy set behind distill_sweep.py's flips."""
 
 
 def folds(refs: list[str]) -> dict[str, int]:
@@ -102,6 +106,20 @@ def paired(a: dict[str, dict[str, list[float]]], b: dict[str, dict[str, list[flo
     return {"difference": point, "ci": bootstrap(diff, refs)}
 
 
+def pool_flips(by_key: dict[str, dict], path: Path) -> None:
+    """Replace the flips of every row that ``shift_check.py`` measured again (same name, weights and mode)
+    with the estimate pooled over both proxy sets, weighted by their triplets (the first kept as ``flips_proxy``)."""
+    for line in path.read_text().splitlines():
+        check = json.loads(line) if line.strip() else None
+        row = by_key.get(check["model"]) if check else None
+        if row is None or row["sha256"] != check["sha256"] or row["mode"] != check["mode"] or "flips_proxy" in row:
+            continue
+        n = PROXY_TRIPLETS
+        row["flips_proxy"] = row["flips"]
+        row["flips"] = {k: round((v * n + check["flips"][k] * check["triplets"]) / (n + check["triplets"]), 5)
+                        for k, v in row["flips"].items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scores", type=Path, default=Path("benchmarks/distill/scores.jsonl"))
@@ -110,11 +128,15 @@ def main() -> int:
     ap.add_argument("--teacher", default="efficientnet-lite0")
     ap.add_argument("--floor", type=float, default=0.95, help="every psychophysics family at least this")
     ap.add_argument("--max-flips", type=float, default=0.05)
+    ap.add_argument("--shift-check", type=Path, default=None, metavar="JSONL",
+                    help="shift_check.py's rows: those candidates are gated on the flips pooled over both sets")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/distill/selection.json"))
     ap.add_argument("--plot", type=Path, default=None, help="folder for human_vs_fidelity.png")
     args = ap.parse_args()
     rows = [json.loads(line) for line in args.scores.read_text().splitlines() if line.strip()]
     by_key = {r["key"]: r for r in rows}  # a key scored twice: the last line counts
+    if args.shift_check:
+        pool_flips(by_key, args.shift_check)
     refs = sorted(next(iter(by_key.values()))["triplets"]["64"])
     fold_of = folds(refs)
     teacher = by_key.get(args.teacher)
@@ -138,6 +160,7 @@ def main() -> int:
         final = by_key[cv["final"]]
         entry = {**{k: v for k, v in cv.items() if k != "oof_per_ref"}, "candidates": sorted(c["key"] for c in cands),
                  "final_psych": final["psych"], "final_flips": final["flips"], "final_worst_family": worst_family(final),
+                 **({"final_flips_2000": final["flips_proxy"]} if "flips_proxy" in final else {}),
                  "final_shortfall": shortfall(final, args.floor)}
         if teacher is not None:
             entry["oof_minus_teacher"] = paired(cv["oof_per_ref"], teacher["triplets"], refs)
