@@ -32,8 +32,10 @@ def summary(card: ModelCard) -> str:
     t, r = card.training, card.training["recipe"]
     width = r.get("arch_args", {}).get("width", 1)
     fb = card.feature_blur
-    blur = (f", feature blur {', '.join(f'{b:g}' for b in fb)} per stage" if isinstance(fb, tuple) else
-            f", feature blur {fb:g}") if any(fb if isinstance(fb, tuple) else (fb,)) else ""
+    if isinstance(fb, tuple):
+        blur = f", feature blur {', '.join(f'{b:g}' for b in fb)} per stage" if any(fb) else ""
+    else:
+        blur = f", feature blur {fb:g}" if fb else ""
     return (f"K22 ResNet-6 (width {width}) trained on Tiny-ImageNet at 64 px as seen at {r['pixels_per_degree']:g} "
             f"pixels per degree, photometric augmentation {r['photometric']:g}, shift consistency "
             f"{r['shift_consistency']:g}, stopped at epoch {t['epoch']:.2f} of {r['epochs']:g} "

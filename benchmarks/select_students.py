@@ -109,12 +109,11 @@ def paired(a: dict[str, dict[str, list[float]]], b: dict[str, dict[str, list[flo
 def pool_flips(by_key: dict[str, dict], path: Path) -> None:
     """Replace the flips of every row that ``shift_check.py`` measured again (same name, weights and mode)
     with the estimate pooled over both proxy sets, weighted by their triplets (the first kept as ``flips_proxy``)."""
-    for line in path.read_text().splitlines():
-        check = json.loads(line) if line.strip() else None
-        row = by_key.get(check["model"]) if check else None
+    n = PROXY_TRIPLETS
+    for check in (json.loads(line) for line in path.read_text().splitlines() if line.strip()):
+        row = by_key.get(check["model"])
         if row is None or row["sha256"] != check["sha256"] or row["mode"] != check["mode"] or "flips_proxy" in row:
-            continue
-        n = PROXY_TRIPLETS
+            continue  # not a candidate's row, or already pooled (the first check of a model counts)
         row["flips_proxy"] = row["flips"]
         row["flips"] = {k: round((v * n + check["flips"][k] * check["triplets"]) / (n + check["triplets"]), 5)
                         for k, v in row["flips"].items()}

@@ -20,7 +20,7 @@ import torch
 
 from perceptual_sim import __version__
 from perceptual_sim.lab.evaluate.metrics import MODES, NetMetric
-from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, SHIFTS, _decision, make_proxy_set, triplet_distances
+from perceptual_sim.lab.evaluate.proxy import SHIFT_PROTOCOL, make_proxy_set, shift_flips, triplet_distances
 from perceptual_sim.metric import PerceptualDistance
 
 
@@ -42,8 +42,7 @@ def main() -> int:
         by_mode = triplet_distances(NetMetric(model, modes=args.modes), data)
         with open(args.out, "a") as f:
             for mode, by_view in by_mode.items():
-                base = _decision(*by_view["0"])
-                flips = {str(k): float((_decision(*by_view[str(k)]) != base).double().mean()) for k in SHIFTS}
+                flips = shift_flips(by_view)
                 row = {"model": model.card.name, "sha256": model.card.sha256, "feature_blur": model.card.feature_blur,
                        "mode": mode, "triplets": len(data.ref), "seed": args.seed, "shift_protocol": SHIFT_PROTOCOL,
                        "flips": {k: round(v, 5) for k, v in flips.items()},

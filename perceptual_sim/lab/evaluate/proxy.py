@@ -250,6 +250,13 @@ def judge(data: ProxySet, judges: Sequence[tuple[str, ProxyMetric]], *, progress
     return data
 
 
+def shift_flips(by_view: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
+    """{str(k): share of decisions that a k px shift changes} for one mode's views of :func:`triplet_distances`
+    (each shifted crop's decision against the unshifted crop's, ``"0"``)."""
+    base = _decision(*by_view["0"])
+    return {str(k): float((_decision(*by_view[str(k)]) != base).double().mean()) for k in SHIFTS}
+
+
 def score(metric: ProxyMetric, data: ProxySet, *, batch: int = 250, progress: bool = True) -> dict[str, dict[str, Any]]:
     """All three proxies for every mode the metric offers (``batch`` images per forward pass)."""
     p = data.p
@@ -258,9 +265,8 @@ def score(metric: ProxyMetric, data: ProxySet, *, batch: int = 250, progress: bo
     out: dict[str, dict[str, Any]] = {}
     for mode, by_view in tri.items():
         d0, d1 = by_view["full"]
-        base = _decision(*by_view["0"])
-        flips = {str(k): float((_decision(*by_view[str(k)]) != base).double().mean()) for k in SHIFTS}
-        out[mode] = {"2afc": float(two_afc_score(d0.numpy(), d1.numpy(), p.numpy()).mean()), "shift_flips": flips, "monotonicity": mono[mode]["mean"],
+        out[mode] = {"2afc": float(two_afc_score(d0.numpy(), d1.numpy(), p.numpy()).mean()),
+                     "shift_flips": shift_flips(by_view), "monotonicity": mono[mode]["mean"],
                      "monotonicity_by_type": {k: v for k, v in mono[mode].items() if k != "mean"}}
     return out
 
