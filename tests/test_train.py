@@ -114,6 +114,19 @@ def test_shift_loss_is_zero_for_flat_images_and_positive_with_finite_gradients_o
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+def test_shift_loss_blur_forgives_a_pattern_that_alternates_from_pixel_to_pixel():
+    class Maps(torch.nn.Module):  # the image itself as the one tapped map
+        def forward(self, x):
+            return [x]
+
+    sign = (torch.arange(64).view(64, 1) + torch.arange(64)).remainder(2).mul(2).sub(1).float()
+    base = torch.rand(8, 3, 1, 1) + 1
+    x = base + 0.5 * base.flip(1) * sign  # a checkerboard: an odd shift swaps its two directions
+    plain = recipe_module.shift_loss(Maps(), x, torch.Generator().manual_seed(0)).item()
+    blurred = recipe_module.shift_loss(Maps(), x, torch.Generator().manual_seed(0), blur=1.0).item()
+    assert plain > 0.01 and blurred < 0.01 * plain
+
+
 def test_shift_consistency_changes_the_training(data, tmp_path):
     # step 1 is the first step: its augmentation is drawn before the shifts, so only the term's gradient can differ
     finals = {}

@@ -5,7 +5,8 @@ Augmentation is random crop (4 px reflect padding) + horizontal flip, and option
 global photometric changes (``photometric`` strength: gamma, saturation, colour balance,
 contrast, brightness), which teach the backbone the invariances people have. Optionally
 (``shift_consistency`` weight) the loss also holds the spatial distance between an image and
-itself moved 1-3 px small, so the metric's decisions flip less under small shifts. SGD with momentum,
+itself moved 1-3 px small, so the metric's decisions flip less under small shifts (``shift_blur``:
+on the maps blurred as a card's ``feature_blur`` blurs them). SGD with momentum,
 linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
 Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
 pickled.
@@ -32,7 +33,7 @@ from safetensors.torch import save as save_tensors
 from .._version import __version__
 from ..backbones import build_backbone
 from ..csf import csf_filter
-from ..distances import layer_terms
+from ..distances import blur_normalized, layer_terms
 from ..files import write_atomic
 from ..images import IMAGE_SUFFIXES, decode_square
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
@@ -59,6 +60,9 @@ class Recipe:
     optimizer: str = "sgd"
     photometric: float = 0.0
     shift_consistency: float = 0.0
+    shift_blur: float = 0.0
+    """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
+    card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
     pixels_per_degree: float = 0.0
     """Train and validate on the images as seen at this viewing condition (:func:`csf_filter`; 0:
     as they are); the exported card carries it, so the metric sees what the network learned on."""
@@ -182,11 +186,14 @@ def shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _crop(padded, dy, dx, h, w)
 
 
-def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mean spatial distance (all tapped layers, unit-normalised, equal weights) between each image
-    of ``x`` and itself moved by :func:`shifted`."""
+def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, blur: float = 0.0) -> torch.Tensor:
+    """Mean spatial distance (all tapped layers, unit-normalised, equal weights; with ``blur``, of the
+    maps blurred by :func:`~perceptual_sim.distances.blur_normalized`) between each image of ``x`` and
+    itself moved by :func:`shifted`."""
     fa = model(x.contiguous(memory_format=torch.channels_last))
     fb = model(shifted(x, gen).contiguous(memory_format=torch.channels_last))
+    if blur:
+        fa, fb = [blur_normalized(f, blur) for f in fa], [blur_normalized(f, blur) for f in fb]
     return layer_terms("spatial", fa, fb).sum(1).mean()
 
 
@@ -295,7 +302,7 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
-        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen)
+        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen, recipe.shift_blur)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
@@ -320,10 +327,11 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
-             shift_weight: float, gen: torch.Generator) -> torch.Tensor | None:
-    """One optimiser step on ``loss``, plus ``shift_weight`` x :func:`shift_loss` on a quarter of the
-    batch ``x`` (the term needs two more passes) when the weight is positive; returns that term."""
-    shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen) if shift_weight > 0 else None
+             shift_weight: float, gen: torch.Generator, shift_blur: float = 0.0) -> torch.Tensor | None:
+    """One optimiser step on ``loss``, plus ``shift_weight`` x :func:`shift_loss` (maps blurred by
+    ``shift_blur``) on a quarter of the batch ``x`` (the term needs two more passes) when the weight is
+    positive; returns that term."""
+    shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen, shift_blur) if shift_weight > 0 else None
     opt.zero_grad(set_to_none=True)
     (loss if shift_term is None else loss + shift_weight * shift_term).backward()
     opt.step()
