@@ -127,6 +127,23 @@ def test_shift_loss_blur_forgives_a_pattern_that_alternates_from_pixel_to_pixel(
     assert plain > 0.01 and blurred < 0.01 * plain
 
 
+def test_photometric_loss_is_positive_with_finite_gradients_and_changes_the_training(data, tmp_path):
+    from perceptual_sim.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("k22_resnet", {"width": 0.25}).eval()
+    term = recipe_module.photometric_loss(model, torch.rand(2, 3, 64, 64), torch.Generator().manual_seed(0))
+    term.backward()
+    assert term.item() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    finals = {}
+    for weight in (0.0, 1.0):
+        out = train(dataclasses.replace(_recipe(data), epochs=0.5, photometric_consistency=weight),
+                    tmp_path / str(weight), cache=tmp_path / "cache")
+        finals[weight] = load_file(str(out / "step-0000001.safetensors"))
+    assert not finals[0.0]["model.net.conv1.weight"].equal(finals[1.0]["model.net.conv1.weight"])
+
+
 def test_shift_consistency_changes_the_training(data, tmp_path):
     # step 1 is the first step: its augmentation is drawn before the shifts, so only the term's gradient can differ
     finals = {}

@@ -6,8 +6,9 @@ global photometric changes (``photometric`` strength: gamma, saturation, colour 
 contrast, brightness), which teach the backbone the invariances people have. Optionally
 (``shift_consistency`` weight) the loss also holds the spatial distance between an image and
 itself moved 1-3 px small, so the metric's decisions flip less under small shifts (``shift_blur``:
-on the maps blurred as a card's ``feature_blur`` blurs them). SGD with momentum,
-linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
+on the maps blurred as a card's ``feature_blur`` blurs them), and (``photometric_consistency``) the
+distance between an image and itself under a random global photometric change at strength 1 (people
+discount the illuminant and the tone curve). SGD with momentum, linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
 Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
 pickled.
 """
@@ -63,6 +64,8 @@ class Recipe:
     shift_blur: float = 0.0
     """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
+    photometric_consistency: float = 0.0
+    """Weight of :func:`photometric_loss` (on a quarter of each batch; 0: off)."""
     pixels_per_degree: float = 0.0
     """Train and validate on the images as seen at this viewing condition (:func:`csf_filter`; 0:
     as they are); the exported card carries it, so the metric sees what the network learned on."""
@@ -197,6 +200,14 @@ def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, bl
     return layer_terms("spatial", fa, fb).sum(1).mean()
 
 
+def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mean spatial distance (all tapped layers, unit-normalised, equal weights) between each [0, 1]
+    image of ``x`` and itself under :func:`photometric` at strength 1, both fed normalised."""
+    fa = model(normalize(x).contiguous(memory_format=torch.channels_last))
+    fb = model(normalize(photometric(x, 1.0, gen)).contiguous(memory_format=torch.channels_last))
+    return layer_terms("spatial", fa, fb).sum(1).mean()
+
+
 def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     epoch = step / steps_per_epoch
     if epoch < recipe.warmup_epochs:
@@ -296,19 +307,24 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
             x = photometric(x, recipe.photometric, gen)
         if recipe.pixels_per_degree:
             x = csf_filter(x, recipe.pixels_per_degree)
-        x = augment(normalize(x), gen)
+        seen_x = augment(x, gen)  # crops and flips commute with the per-channel normalisation
+        x = normalize(seen_x)
         y = torch.from_numpy(data["train_y"][np.sort(idx)])
         lr = lr_at(recipe, step, steps_per_epoch)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
-        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen, recipe.shift_blur)
+        photo_term = (photometric_loss(model, seen_x[: max(1, len(x) // 4)], gen)
+                      if recipe.photometric_consistency > 0 else None)
+        extra = None if photo_term is None else recipe.photometric_consistency * photo_term
+        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen, recipe.shift_blur, extra)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
             rate = seen / (time.time() - t0)
             eta = (total - step) * recipe.batch_size / rate
             shift_text = "" if shift_term is None else f" shift {shift_term.item():.4f}"
+            shift_text += "" if photo_term is None else f" photometric {photo_term.item():.4f}"
             print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f}{shift_text} lr {lr:.4f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
@@ -327,13 +343,15 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
-             shift_weight: float, gen: torch.Generator, shift_blur: float = 0.0) -> torch.Tensor | None:
-    """One optimiser step on ``loss``, plus ``shift_weight`` x :func:`shift_loss` (maps blurred by
-    ``shift_blur``) on a quarter of the batch ``x`` (the term needs two more passes) when the weight is
-    positive; returns that term."""
+             shift_weight: float, gen: torch.Generator, shift_blur: float = 0.0,
+             extra: torch.Tensor | None = None) -> torch.Tensor | None:
+    """One optimiser step on ``loss`` (plus ``extra``, an already weighted term, if given), plus
+    ``shift_weight`` x :func:`shift_loss` (maps blurred by ``shift_blur``) on a quarter of the batch
+    ``x`` (the term needs two more passes) when the weight is positive; returns that term."""
     shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen, shift_blur) if shift_weight > 0 else None
     opt.zero_grad(set_to_none=True)
-    (loss if shift_term is None else loss + shift_weight * shift_term).backward()
+    total = loss if extra is None else loss + extra
+    (total if shift_term is None else total + shift_weight * shift_term).backward()
     opt.step()
     return shift_term
 

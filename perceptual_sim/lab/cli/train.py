@@ -55,6 +55,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--shift-blur", type=non_negative_float, default=defaults.shift_blur, metavar="SIGMA",
                    help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
                         f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
+    r.add_argument("--photometric-consistency", type=non_negative_float, default=defaults.photometric_consistency,
+                   metavar="W", help="add W x the spatial distance between each image and itself under a random global "
+                                     "photometric change at strength 1 (on a quarter of each batch), so that tone and "
+                                     f"white-balance changes look small (default {defaults.photometric_consistency:g}, off)")
     r.add_argument("--pixels-per-degree", type=non_negative_float, default=defaults.pixels_per_degree, metavar="PPD",
                    help="train and validate on the images as seen at this viewing condition (contrast sensitivity); "
                         "the exported card carries it (default 0: as they are)")
@@ -128,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
         photometric=args.photometric, shift_consistency=args.shift_consistency,
-        shift_blur=args.shift_blur, pixels_per_degree=args.pixels_per_degree)
+        shift_blur=args.shift_blur, photometric_consistency=args.photometric_consistency,
+        pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
     try:
         out = train(recipe, args.out, cache=cache, threads=args.threads)
