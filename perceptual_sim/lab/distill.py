@@ -30,9 +30,18 @@ from safetensors.torch import load_file
 from .._version import __version__
 from ..backbones import build_backbone
 from ..csf import csf_filter
-from ..distances import blur_normalized, layer_terms
 from ..models.card import ModelCard, save_model
-from .train import load_dataset, optimise, photometric, resume, save_checkpoint, start_run, to_unit
+from .train import (
+    feature_loss,
+    load_dataset,
+    log_terms,
+    optimise,
+    photometric,
+    resume,
+    save_checkpoint,
+    start_run,
+    to_unit,
+)
 
 TEACHER_MEAN = (127 / 255,) * 3
 TEACHER_STD = (128 / 255,) * 3
@@ -144,17 +153,6 @@ def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
 
 
-def feature_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
-                 blur: float | Sequence[float] = 0.0) -> torch.Tensor:
-    """Σ over maps of the mean over images of ``mean_hw ||ŝ - t̂||²`` (the metric's spatial term), each
-    pair of normalised maps first blurred by ``blur`` positions where positive (one sigma, or one per
-    map, as the card's ``feature_blur``)."""
-    sigmas = list(blur) if isinstance(blur, Sequence) else [blur] * len(student)
-    student = [blur_normalized(m, s) if s else m for m, s in zip(student, sigmas)]
-    teacher = [blur_normalized(m, s) if s else m for m, s in zip(teacher, sigmas)]
-    return layer_terms("spatial", student, teacher).sum(1).mean()
-
-
 def student_strides(arch_args: dict[str, Any]) -> list[int]:
     from ..models.archs import check_arch_args, student_stages
 
@@ -210,14 +208,13 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
             g["lr"] = lr_at(recipe, step)
         s_in = _student_input(x)
         loss = feature_loss(model(s_in), target, recipe.feature_blur)
-        shift_term = optimise(opt, loss, model, s_in, recipe.shift_consistency, gen)
+        terms = optimise(opt, loss, model, s_in, gen, shift_weight=recipe.shift_consistency)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == recipe.steps:
             rate = seen / (time.time() - t0)
             eta = (recipe.steps - step) * recipe.batch_size / rate
-            extra = "" if shift_term is None else f" shift {shift_term.item():.4f}"
-            print(f"step {step}/{recipe.steps} loss {loss.item():.4f}{extra} lr {lr_at(recipe, step - 1):.5f} "
+            print(f"step {step}/{recipe.steps} loss {loss.item():.4f}{log_terms(terms)} lr {lr_at(recipe, step - 1):.5f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
             fidelity = evaluate_fidelity(model, teacher, val, recipe.feature_blur)

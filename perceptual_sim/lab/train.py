@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,15 +190,24 @@ def shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return _crop(padded, dy, dx, h, w)
 
 
+def feature_loss(fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
+                 blur: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """Σ over maps of the mean over images of ``mean_hw ||â - b̂||²`` (the metric's spatial term), each
+    pair of normalised maps first blurred by ``blur`` positions where positive (one sigma, or one per
+    map, as the card's ``feature_blur``)."""
+    sigmas = list(blur) if isinstance(blur, Sequence) else [blur] * len(fa)
+    fa = [blur_normalized(m, s) if s else m for m, s in zip(fa, sigmas)]
+    fb = [blur_normalized(m, s) if s else m for m, s in zip(fb, sigmas)]
+    return layer_terms("spatial", fa, fb).sum(1).mean()
+
+
 def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, blur: float = 0.0) -> torch.Tensor:
     """Mean spatial distance (all tapped layers, unit-normalised, equal weights; with ``blur``, of the
     maps blurred by :func:`~perceptual_sim.distances.blur_normalized`) between each image of ``x`` and
     itself moved by :func:`shifted`."""
     fa = model(x.contiguous(memory_format=torch.channels_last))
     fb = model(shifted(x, gen).contiguous(memory_format=torch.channels_last))
-    if blur:
-        fa, fb = [blur_normalized(f, blur) for f in fa], [blur_normalized(f, blur) for f in fb]
-    return layer_terms("spatial", fa, fb).sum(1).mean()
+    return feature_loss(fa, fb, blur)
 
 
 def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -205,7 +215,7 @@ def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generat
     image of ``x`` and itself under :func:`photometric` at strength 1, both fed normalised."""
     fa = model(normalize(x).contiguous(memory_format=torch.channels_last))
     fb = model(normalize(photometric(x, 1.0, gen)).contiguous(memory_format=torch.channels_last))
-    return layer_terms("spatial", fa, fb).sum(1).mean()
+    return feature_loss(fa, fb)
 
 
 def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
@@ -314,18 +324,14 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
-        photo_term = (photometric_loss(model, seen_x[: max(1, len(x) // 4)], gen)
-                      if recipe.photometric_consistency > 0 else None)
-        extra = None if photo_term is None else recipe.photometric_consistency * photo_term
-        shift_term = optimise(opt, loss, model, x, recipe.shift_consistency, gen, recipe.shift_blur, extra)
+        terms = optimise(opt, loss, model, x, gen, shift_weight=recipe.shift_consistency, shift_blur=recipe.shift_blur,
+                         photometric_weight=recipe.photometric_consistency, seen=seen_x)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
             rate = seen / (time.time() - t0)
             eta = (total - step) * recipe.batch_size / rate
-            shift_text = "" if shift_term is None else f" shift {shift_term.item():.4f}"
-            shift_text += "" if photo_term is None else f" photometric {photo_term.item():.4f}"
-            print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f}{shift_text} lr {lr:.4f} "
+            print(f"step {step}/{total} epoch {step / steps_per_epoch:.3f} loss {loss.item():.3f}{log_terms(terms)} lr {lr:.4f} "
                   f"{rate:.0f} img/s ETA {eta / 60:.1f} min", file=sys.stderr, flush=True)
         if step in marks:
             top1, val_loss = evaluate_top1(model, data["val_x"], data["val_y"],
@@ -343,17 +349,29 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
-             shift_weight: float, gen: torch.Generator, shift_blur: float = 0.0,
-             extra: torch.Tensor | None = None) -> torch.Tensor | None:
-    """One optimiser step on ``loss`` (plus ``extra``, an already weighted term, if given), plus
-    ``shift_weight`` x :func:`shift_loss` (maps blurred by ``shift_blur``) on a quarter of the batch
-    ``x`` (the term needs two more passes) when the weight is positive; returns that term."""
-    shift_term = shift_loss(model, x[: max(1, len(x) // 4)], gen, shift_blur) if shift_weight > 0 else None
+             gen: torch.Generator, *, shift_weight: float = 0.0, shift_blur: float = 0.0,
+             photometric_weight: float = 0.0, seen: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``loss`` plus each consistency term whose weight is positive, on a quarter
+    of the batch ``x`` (each term needs two more passes): ``photometric_weight`` x :func:`photometric_loss`
+    of ``seen`` (``x`` before normalisation), then ``shift_weight`` x :func:`shift_loss` (maps blurred by
+    ``shift_blur``). Returns the terms computed, by name (``shift``, ``photometric``)."""
+    q = max(1, len(x) // 4)
+    terms, total = {}, loss
+    if photometric_weight > 0:
+        terms["photometric"] = photometric_loss(model, seen[:q], gen)
+        total = total + photometric_weight * terms["photometric"]
+    if shift_weight > 0:
+        terms["shift"] = shift_loss(model, x[:q], gen, shift_blur)
+        total = total + shift_weight * terms["shift"]
     opt.zero_grad(set_to_none=True)
-    total = loss if extra is None else loss + extra
-    (total if shift_term is None else total + shift_weight * shift_term).backward()
+    total.backward()
     opt.step()
-    return shift_term
+    return terms
+
+
+def log_terms(terms: dict[str, torch.Tensor]) -> str:
+    """`` shift 0.1234 photometric 0.5678`` for the terms :func:`optimise` returned (empty when none)."""
+    return "".join(f" {k} {terms[k].item():.4f}" for k in ("shift", "photometric") if k in terms)
 
 
 def save_checkpoint(out: Path, model, opt, gen, record: dict[str, Any], header: str, row: str) -> None:
