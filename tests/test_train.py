@@ -99,6 +99,16 @@ def test_shifted_moves_each_image_by_one_to_three_pixels_along_one_axis():
     assert len(seen) > 6  # both axes, both directions, several distances
 
 
+def test_shifted_with_a_smallest_shift_moves_only_that_far_or_further():
+    x = torch.rand(64, 3, 20, 20)
+    moved = recipe_module.shifted(x, torch.Generator().manual_seed(0), low=3)
+    for a, b in zip(x, moved):
+        assert any(b[:, 3:-3, 3:-3].equal(a[:, 3 + dy : 17 + dy, 3 + dx : 17 + dx])
+                   for dy, dx in ((3, 0), (-3, 0), (0, 3), (0, -3)))
+    with pytest.raises(ValueError, match="smallest shift must be 1 to 3 px, got 4"):
+        recipe_module.shifted(x, torch.Generator(), low=4)
+
+
 def test_shift_loss_is_zero_for_flat_images_and_positive_with_finite_gradients_otherwise():
     from perceptual_sim.backbones import build_backbone
 

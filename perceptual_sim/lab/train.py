@@ -5,7 +5,8 @@ Augmentation is random crop (4 px reflect padding) + horizontal flip, and option
 global photometric changes (``photometric`` strength: gamma, saturation, colour balance,
 contrast, brightness), which teach the backbone the invariances people have. Optionally
 (``shift_consistency`` weight) the loss also holds the spatial distance between an image and
-itself moved 1-3 px small, so the metric's decisions flip less under small shifts (``shift_blur``:
+itself moved 1-3 px small, so the metric's decisions flip less under small shifts (``shift_min``: only
+the larger of them; ``shift_blur``:
 on the maps blurred as a card's ``feature_blur`` blurs them), and (``photometric_consistency``) the
 distance between an image and itself under a random global photometric change at strength 1 (people
 discount the illuminant and the tone curve). SGD with momentum, linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
@@ -62,6 +63,9 @@ class Recipe:
     optimizer: str = "sgd"
     photometric: float = 0.0
     shift_consistency: float = 0.0
+    shift_min: int = 1
+    """The shift-consistency term moves images by this many to :data:`MAX_SHIFT` px (1: the whole range
+    of the shift protocol; larger: only the larger shifts, which flip more decisions)."""
     shift_blur: float = 0.0
     """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
@@ -177,11 +181,13 @@ MAX_SHIFT = 3
 """The shift-consistency term moves images by 1 to this many pixels (the shift protocol's range)."""
 
 
-def shifted(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Each image moved 1..:data:`MAX_SHIFT` px left, right, up or down (at random, per image);
+def shifted(x: torch.Tensor, gen: torch.Generator, low: int = 1) -> torch.Tensor:
+    """Each image moved ``low``..:data:`MAX_SHIFT` px left, right, up or down (at random, per image);
     the uncovered border is reflected."""
+    if not 1 <= low <= MAX_SHIFT:
+        raise ValueError(f"the smallest shift must be 1 to {MAX_SHIFT} px, got {low}")
     n, _, h, w = x.shape
-    k = torch.randint(1, MAX_SHIFT + 1, (n,), generator=gen)
+    k = torch.randint(low, MAX_SHIFT + 1, (n,), generator=gen)
     k = torch.where(torch.rand(n, generator=gen) < 0.5, k, -k)
     vertical = torch.rand(n, generator=gen) < 0.5
     padded = F.pad(x, (MAX_SHIFT,) * 4, mode="reflect")
@@ -201,12 +207,13 @@ def feature_loss(fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
     return layer_terms("spatial", fa, fb).sum(1).mean()
 
 
-def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, blur: float = 0.0) -> torch.Tensor:
+def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, blur: float = 0.0,
+               low: int = 1) -> torch.Tensor:
     """Mean spatial distance (all tapped layers, unit-normalised, equal weights; with ``blur``, of the
     maps blurred by :func:`~perceptual_sim.distances.blur_normalized`) between each image of ``x`` and
-    itself moved by :func:`shifted`."""
+    itself moved by :func:`shifted` (``low`` px or more)."""
     fa = model(x.contiguous(memory_format=torch.channels_last))
-    fb = model(shifted(x, gen).contiguous(memory_format=torch.channels_last))
+    fb = model(shifted(x, gen, low).contiguous(memory_format=torch.channels_last))
     return feature_loss(fa, fb, blur)
 
 
@@ -279,6 +286,8 @@ def start_run(out: Path, recipe: Any, threads: int | None) -> Path:
 
 def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None, log_every: int = 50) -> Path:
     """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
+    if not 1 <= recipe.shift_min <= MAX_SHIFT:
+        raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
     out = start_run(out, recipe, threads)
     data = load_dataset(Path(recipe.data), cache)
     n_classes = len(data["classes"])
@@ -325,7 +334,7 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
         terms = optimise(opt, loss, model, x, gen, shift_weight=recipe.shift_consistency, shift_blur=recipe.shift_blur,
-                         photometric_weight=recipe.photometric_consistency, seen=seen_x)
+                         shift_min=recipe.shift_min, photometric_weight=recipe.photometric_consistency, seen=seen_x)
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
@@ -349,19 +358,19 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
 
 
 def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
-             gen: torch.Generator, *, shift_weight: float = 0.0, shift_blur: float = 0.0,
+             gen: torch.Generator, *, shift_weight: float = 0.0, shift_blur: float = 0.0, shift_min: int = 1,
              photometric_weight: float = 0.0, seen: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One optimiser step on ``loss`` plus each consistency term whose weight is positive, on a quarter
     of the batch ``x`` (each term needs two more passes): ``photometric_weight`` x :func:`photometric_loss`
     of ``seen`` (``x`` before normalisation), then ``shift_weight`` x :func:`shift_loss` (maps blurred by
-    ``shift_blur``). Returns the terms computed, by name (``shift``, ``photometric``)."""
+    ``shift_blur``, shifts of ``shift_min`` px or more). Returns the terms computed, by name (``shift``, ``photometric``)."""
     q = max(1, len(x) // 4)
     terms, total = {}, loss
     if photometric_weight > 0:
         terms["photometric"] = photometric_loss(model, seen[:q], gen)
         total = total + photometric_weight * terms["photometric"]
     if shift_weight > 0:
-        terms["shift"] = shift_loss(model, x[:q], gen, shift_blur)
+        terms["shift"] = shift_loss(model, x[:q], gen, shift_blur, shift_min)
         total = total + shift_weight * terms["shift"]
     opt.zero_grad(set_to_none=True)
     total.backward()

@@ -15,7 +15,7 @@ from ...models.archs import MODES
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from ...backbones import ARCHITECTURES
     from ..distill import DistillRecipe
-    from ..train import Recipe
+    from ..train import MAX_SHIFT, Recipe
 
     defaults = Recipe(data="")  # the training defaults shown in `train run --help`
     trainable = sorted(name for name, cls in ARCHITECTURES.items() if hasattr(cls, "classify"))
@@ -52,6 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="add W x the spatial distance between each image and itself moved 1-3 px to the loss (on a "
                         "quarter of each batch), so that fewer decisions flip under small shifts; the log shows the term, "
                         f"checkpoints record the classification loss alone (default {defaults.shift_consistency:g}, off)")
+    r.add_argument("--shift-min", type=int, choices=range(1, MAX_SHIFT + 1), default=defaults.shift_min, metavar="PX",
+                   help=f"the shift-consistency term moves images by PX to {MAX_SHIFT} px, so that a larger value asks "
+                        f"only for the larger shifts, which flip more decisions (default {defaults.shift_min}: 1-{MAX_SHIFT} px)")
     r.add_argument("--shift-blur", type=non_negative_float, default=defaults.shift_blur, metavar="SIGMA",
                    help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
                         f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
         photometric=args.photometric, shift_consistency=args.shift_consistency,
-        shift_blur=args.shift_blur, photometric_consistency=args.photometric_consistency,
+        shift_blur=args.shift_blur, shift_min=args.shift_min, photometric_consistency=args.photometric_consistency,
         pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
     try:
