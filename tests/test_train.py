@@ -177,3 +177,33 @@ def test_a_viewing_condition_filters_training_and_validation_and_reaches_the_car
     assert recipe_module.export(plain, 1, "plain", tmp_path / "models").pixels_per_degree == 0
     assert load_file(str(out / "step-0000001.safetensors"))["model.net.conv1.weight"].ne(
         load_file(str(plain / "step-0000001.safetensors"))["model.net.conv1.weight"]).any()
+
+
+def test_teacher_loss_is_zero_for_the_teachers_own_network_and_positive_with_gradients_for_another():
+    import copy
+
+    from perceptual_sim import PerceptualDistance
+    from perceptual_sim.backbones import build_backbone
+
+    teacher = PerceptualDistance.from_pretrained("resnet6-pa")
+    raw = torch.rand(8, 3, 48, 48)
+    own = copy.deepcopy(teacher.backbone)
+    same = recipe_module.teacher_loss(own, teacher, raw, torch.Generator().manual_seed(0), teacher.pixels_per_degree)
+    assert same.item() < 1e-8
+    torch.manual_seed(0)
+    other = build_backbone("k22_resnet", {"width": 0.25})
+    term = recipe_module.teacher_loss(other, teacher, raw, torch.Generator().manual_seed(0), teacher.pixels_per_degree)
+    term.backward()
+    assert term.item() > 0.01
+    assert all(torch.isfinite(p.grad).all() for p in other.parameters() if p.grad is not None)
+
+
+def test_a_teacher_changes_the_training_and_must_be_named(data, tmp_path):
+    finals = {}
+    for weight in (0.0, 1.0):
+        out = train(dataclasses.replace(_recipe(data), epochs=0.5, teacher="resnet6-pa", teacher_weight=weight),
+                    tmp_path / str(weight), cache=tmp_path / "cache")
+        finals[weight] = load_file(str(out / "step-0000001.safetensors"))
+    assert not finals[0.0]["model.net.conv1.weight"].equal(finals[1.0]["model.net.conv1.weight"])
+    with pytest.raises(ValueError, match="teacher_weight is set but no teacher is named"):
+        train(dataclasses.replace(_recipe(data), teacher_weight=1.0), tmp_path / "none", cache=tmp_path / "cache")

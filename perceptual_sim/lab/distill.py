@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..backbones import build_backbone
 from ..csf import csf_filter
 from ..models.card import ModelCard, save_model
 from .train import (
+    distort,
     feature_loss,
     load_dataset,
     log_terms,
@@ -39,6 +41,7 @@ from .train import (
     photometric,
     resume,
     save_checkpoint,
+    shift_loss,
     start_run,
     to_unit,
 )
@@ -93,47 +96,6 @@ class Teacher:
         maps = self.net(((x - 127 / 255) / (128 / 255)).contiguous(memory_format=torch.channels_last))
         by_stride = {x.shape[-1] // m.shape[-1]: m for m in maps}
         return [by_stride[s] for s in self.strides]
-
-
-def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-image Gaussian blur (sigma per image, in pixels; 0 leaves the image), reflected border."""
-    r = 6
-    t = torch.arange(-r, r + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
-    k = k / k.sum(1, keepdim=True)
-    n, c, h, w = x.shape
-    y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
-    kk = k.repeat_interleave(c, 0)
-    y = F.conv2d(y, kk.view(n * c, 1, 1, -1), groups=n * c)
-    y = F.conv2d(y, kk.view(n * c, 1, -1, 1), groups=n * c)
-    return y.view(n, c, h, w)
-
-
-def distort(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Each image, with probability ``p``, gets one of: white noise, coarse (blotchy) noise, fine
-    band-limited noise, chromatic noise, blur; amplitudes random, result clamped to [0, 1]."""
-    n, _, h, w = x.shape
-    kind = torch.randint(0, 5, (n,), generator=gen)
-    on = torch.rand(n, generator=gen) < p
-    sigma = torch.exp(torch.empty(n).uniform_(math.log(0.01), math.log(0.15), generator=gen)).view(n, 1, 1, 1)
-    white = torch.randn(x.shape, generator=gen)
-    grey = torch.randn((n, 1, h, w), generator=gen).expand_as(x)
-    white = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, white, grey)
-    cell = int(2 ** torch.randint(1, 5, (1,), generator=gen).item())  # 2..16 px blotches
-    coarse = F.interpolate(torch.randn((n, 3, max(1, h // cell), max(1, w // cell)), generator=gen), size=(h, w),
-                           mode="bicubic", align_corners=False)
-    coarse = coarse / coarse.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
-    fine = white - _blur(white, torch.full((n,), 1.0))  # high-pass: energy near Nyquist
-    fine = fine / fine.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
-    luma = torch.randn((n, 1, h, w), generator=gen)
-    chroma = torch.randn(x.shape, generator=gen) - luma
-    noises = torch.stack([white, coarse, fine, chroma])  # 4 x N x 3 x H x W
-    pick = kind.clamp(max=3)
-    noise = noises[pick, torch.arange(n)]
-    noisy = x + sigma * noise
-    blurred = _blur(x, torch.empty(n).uniform_(0.4, 2.5, generator=gen))
-    out = torch.where((kind == 4).view(n, 1, 1, 1), blurred, noisy)
-    return torch.where(on.view(n, 1, 1, 1), out, x).clamp(0, 1)
 
 
 def zoom_crop(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -208,7 +170,8 @@ def distill(recipe: DistillRecipe, out: Path, *, cache: Path, threads: int | Non
             g["lr"] = lr_at(recipe, step)
         s_in = _student_input(x)
         loss = feature_loss(model(s_in), target, recipe.feature_blur)
-        terms = optimise(opt, loss, model, s_in, gen, shift_weight=recipe.shift_consistency)
+        q = max(1, len(s_in) // 4)
+        terms = optimise(opt, loss, {"shift": (recipe.shift_consistency, partial(shift_loss, model, s_in[:q], gen))})
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == recipe.steps:

@@ -3,13 +3,14 @@ densely early, resume after interruption, and export any checkpoint as card + sa
 
 Augmentation is random crop (4 px reflect padding) + horizontal flip, and optionally random
 global photometric changes (``photometric`` strength: gamma, saturation, colour balance,
-contrast, brightness), which teach the backbone the invariances people have. Optionally
-(``shift_consistency`` weight) the loss also holds the spatial distance between an image and
-itself moved 1-3 px small, so the metric's decisions flip less under small shifts (``shift_min``: only
-the larger of them; ``shift_blur``:
-on the maps blurred as a card's ``feature_blur`` blurs them), and (``photometric_consistency``) the
-distance between an image and itself under a random global photometric change at strength 1 (people
-discount the illuminant and the tone curve). SGD with momentum, linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
+contrast, brightness), which teach the backbone the invariances people have. Optional terms of
+the loss, each on a quarter of the batch: ``shift_consistency``, the spatial distance between an
+image and itself moved 1-3 px (``shift_min``: only the larger shifts; ``shift_blur``: on maps
+blurred as a card's ``feature_blur`` blurs them), so that fewer decisions flip under small
+shifts; ``photometric_consistency``, the distance between an image and itself under a random
+global photometric change (people discount the illuminant and the tone curve); ``teacher_weight``,
+the log-ratio of the network's distances to a teacher metric's on pairs of images. SGD with
+momentum, linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
 Checkpoints are safetensors (model, momentum buffers, RNG state) + a JSON record; nothing is
 pickled.
 """
@@ -22,8 +23,9 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,10 @@ class Recipe:
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
     photometric_consistency: float = 0.0
     """Weight of :func:`photometric_loss` (on a quarter of each batch; 0: off)."""
+    teacher: str = ""
+    """A metric (bundled name, card path or ``hf-hub:``) whose distances :func:`teacher_loss` matches."""
+    teacher_weight: float = 0.0
+    """Weight of :func:`teacher_loss` (on a quarter of each batch; 0: off)."""
     pixels_per_degree: float = 0.0
     """Train and validate on the images as seen at this viewing condition (:func:`csf_filter`; 0:
     as they are); the exported card carries it, so the metric sees what the network learned on."""
@@ -196,15 +202,62 @@ def shifted(x: torch.Tensor, gen: torch.Generator, low: int = 1) -> torch.Tensor
     return _crop(padded, dy, dx, h, w)
 
 
-def feature_loss(fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
-                 blur: float | Sequence[float] = 0.0) -> torch.Tensor:
-    """Σ over maps of the mean over images of ``mean_hw ||â - b̂||²`` (the metric's spatial term), each
-    pair of normalised maps first blurred by ``blur`` positions where positive (one sigma, or one per
-    map, as the card's ``feature_blur``)."""
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur (sigma per image, in pixels; 0 leaves the image), reflected border."""
+    r = 6
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)
+    n, c, h, w = x.shape
+    y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
+    kk = k.repeat_interleave(c, 0)
+    y = F.conv2d(y, kk.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(y, kk.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def distort(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Each image, with probability ``p``, gets one of: white noise, coarse (blotchy) noise, fine
+    band-limited noise, chromatic noise, blur; amplitudes random, result clamped to [0, 1]."""
+    n, _, h, w = x.shape
+    kind = torch.randint(0, 5, (n,), generator=gen)
+    on = torch.rand(n, generator=gen) < p
+    sigma = torch.exp(torch.empty(n).uniform_(math.log(0.01), math.log(0.15), generator=gen)).view(n, 1, 1, 1)
+    white = torch.randn(x.shape, generator=gen)
+    grey = torch.randn((n, 1, h, w), generator=gen).expand_as(x)
+    white = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, white, grey)
+    cell = int(2 ** torch.randint(1, 5, (1,), generator=gen).item())  # 2..16 px blotches
+    coarse = F.interpolate(torch.randn((n, 3, max(1, h // cell), max(1, w // cell)), generator=gen), size=(h, w),
+                           mode="bicubic", align_corners=False)
+    coarse = coarse / coarse.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
+    fine = white - _blur(white, torch.full((n,), 1.0))  # high-pass: energy near Nyquist
+    fine = fine / fine.flatten(1).std(1).clamp_min(1e-6).view(n, 1, 1, 1)
+    luma = torch.randn((n, 1, h, w), generator=gen)
+    chroma = torch.randn(x.shape, generator=gen) - luma
+    noises = torch.stack([white, coarse, fine, chroma])  # 4 x N x 3 x H x W
+    pick = kind.clamp(max=3)
+    noise = noises[pick, torch.arange(n)]
+    noisy = x + sigma * noise
+    blurred = _blur(x, torch.empty(n).uniform_(0.4, 2.5, generator=gen))
+    out = torch.where((kind == 4).view(n, 1, 1, 1), blurred, noisy)
+    return torch.where(on.view(n, 1, 1, 1), out, x).clamp(0, 1)
+
+
+def spatial_distances(fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
+                      blur: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """Per image, Σ over maps of ``mean_hw ||â - b̂||²`` (the metric's spatial distance, equal weights),
+    each pair of normalised maps first blurred by ``blur`` positions where positive (one sigma, or one
+    per map, as the card's ``feature_blur``)."""
     sigmas = list(blur) if isinstance(blur, Sequence) else [blur] * len(fa)
     fa = [blur_normalized(m, s) if s else m for m, s in zip(fa, sigmas)]
     fb = [blur_normalized(m, s) if s else m for m, s in zip(fb, sigmas)]
-    return layer_terms("spatial", fa, fb).sum(1).mean()
+    return layer_terms("spatial", fa, fb).sum(1)
+
+
+def feature_loss(fa: Sequence[torch.Tensor], fb: Sequence[torch.Tensor],
+                 blur: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """The mean over images of :func:`spatial_distances`."""
+    return spatial_distances(fa, fb, blur).mean()
 
 
 def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, blur: float = 0.0,
@@ -223,6 +276,27 @@ def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generat
     fa = model(normalize(x).contiguous(memory_format=torch.channels_last))
     fb = model(normalize(photometric(x, 1.0, gen)).contiguous(memory_format=torch.channels_last))
     return feature_loss(fa, fb)
+
+
+def teacher_loss(model: torch.nn.Module, teacher: torch.nn.Module, raw: torch.Tensor, gen: torch.Generator,
+                 pixels_per_degree: float = 0.0) -> torch.Tensor:
+    """Mean over pairs of ``(log(d_student + 1e-3) - log(d_teacher + 1e-3))²``: the network's spatial
+    distance (images seen at ``pixels_per_degree``, maps blurred as the teacher's card blurs them) against
+    the ``teacher`` metric's (a :class:`~perceptual_sim.PerceptualDistance`, on the same [0, 1] images)
+    between each image of ``raw`` and, by quarters: itself under :func:`distort`, under :func:`photometric`
+    at strength 1, moved by :func:`shifted`, and another image of ``raw``."""
+    k = max(1, len(raw) // 4)
+    other = torch.cat([distort(raw[:k], 1.0, gen), photometric(raw[k : 2 * k], 1.0, gen),
+                       shifted(raw[2 * k : 3 * k], gen), raw[3 * k :].roll(1, 0)])
+    with torch.no_grad():
+        d_teacher = teacher(raw, other)
+
+    def maps(x: torch.Tensor) -> list[torch.Tensor]:  # as the metric feeds its backbone: seen, then clamped
+        seen = csf_filter(x, pixels_per_degree).clamp(0, 1) if pixels_per_degree else x
+        return model(normalize(seen).contiguous(memory_format=torch.channels_last))
+
+    d_student = spatial_distances(maps(raw), maps(other), teacher.card.feature_blur)
+    return ((d_student + 1e-3).log() - (d_teacher + 1e-3).log()).pow(2).mean()
 
 
 def lr_at(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
@@ -288,6 +362,13 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
     """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
     if not 1 <= recipe.shift_min <= MAX_SHIFT:
         raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
+    if recipe.teacher_weight > 0 and not recipe.teacher:
+        raise ValueError("teacher_weight is set but no teacher is named: give a model name or card path")
+    teacher = None
+    if recipe.teacher_weight > 0:
+        from ..metric import PerceptualDistance
+
+        teacher = PerceptualDistance.from_pretrained(recipe.teacher)
     out = start_run(out, recipe, threads)
     data = load_dataset(Path(recipe.data), cache)
     n_classes = len(data["classes"])
@@ -324,6 +405,7 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         x = to_unit(torch.from_numpy(data["train_x"][np.sort(idx)]))
         if recipe.photometric > 0:
             x = photometric(x, recipe.photometric, gen)
+        raw = x
         if recipe.pixels_per_degree:
             x = csf_filter(x, recipe.pixels_per_degree)
         seen_x = augment(x, gen)  # crops and flips commute with the per-channel normalisation
@@ -333,8 +415,12 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         for g in opt.param_groups:
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
-        terms = optimise(opt, loss, model, x, gen, shift_weight=recipe.shift_consistency, shift_blur=recipe.shift_blur,
-                         shift_min=recipe.shift_min, photometric_weight=recipe.photometric_consistency, seen=seen_x)
+        q = max(1, len(x) // 4)  # each consistency term: a quarter of the batch, two more passes
+        terms = optimise(opt, loss, {
+            "photometric": (recipe.photometric_consistency, partial(photometric_loss, model, seen_x[:q], gen)),
+            "shift": (recipe.shift_consistency, partial(shift_loss, model, x[:q], gen, recipe.shift_blur, recipe.shift_min)),
+            "teacher": (recipe.teacher_weight, partial(teacher_loss, model, teacher, raw[:q], gen, recipe.pixels_per_degree)),
+        })
         step += 1
         seen += len(idx)
         if step % log_every == 0 or step == total:
@@ -357,30 +443,24 @@ def _save_checkpoint(out: Path, model, opt, gen, step, steps_per_epoch, top1, va
                     f"{step},{step / steps_per_epoch:.4f},{top1:.4f},{val_loss:.4f},{train_loss:.4f}")
 
 
-def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, x: torch.Tensor,
-             gen: torch.Generator, *, shift_weight: float = 0.0, shift_blur: float = 0.0, shift_min: int = 1,
-             photometric_weight: float = 0.0, seen: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """One optimiser step on ``loss`` plus each consistency term whose weight is positive, on a quarter
-    of the batch ``x`` (each term needs two more passes): ``photometric_weight`` x :func:`photometric_loss`
-    of ``seen`` (``x`` before normalisation), then ``shift_weight`` x :func:`shift_loss` (maps blurred by
-    ``shift_blur``, shifts of ``shift_min`` px or more). Returns the terms computed, by name (``shift``, ``photometric``)."""
-    q = max(1, len(x) // 4)
-    terms, total = {}, loss
-    if photometric_weight > 0:
-        terms["photometric"] = photometric_loss(model, seen[:q], gen)
-        total = total + photometric_weight * terms["photometric"]
-    if shift_weight > 0:
-        terms["shift"] = shift_loss(model, x[:q], gen, shift_blur, shift_min)
-        total = total + shift_weight * terms["shift"]
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor,
+             terms: dict[str, tuple[float, Callable[[], torch.Tensor]]]) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``loss`` plus ``weight x term()`` for each named term whose weight is
+    positive (computed in the dict's order, which fixes the random draws). Returns the terms computed."""
+    computed, total = {}, loss
+    for name, (weight, term) in terms.items():
+        if weight > 0:
+            computed[name] = term()
+            total = total + weight * computed[name]
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
-    return terms
+    return computed
 
 
 def log_terms(terms: dict[str, torch.Tensor]) -> str:
     """`` shift 0.1234 photometric 0.5678`` for the terms :func:`optimise` returned (empty when none)."""
-    return "".join(f" {k} {terms[k].item():.4f}" for k in ("shift", "photometric") if k in terms)
+    return "".join(f" {k} {terms[k].item():.4f}" for k in ("shift", "photometric", "teacher") if k in terms)
 
 
 def save_checkpoint(out: Path, model, opt, gen, record: dict[str, Any], header: str, row: str) -> None:

@@ -62,6 +62,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    metavar="W", help="add W x the spatial distance between each image and itself under a random global "
                                      "photometric change at strength 1 (on a quarter of each batch), so that tone and "
                                      f"white-balance changes look small (default {defaults.photometric_consistency:g}, off)")
+    r.add_argument("--teacher", default=defaults.teacher, metavar="MODEL",
+                   help="a metric (bundled name, card path or hf-hub:ORG/NAME) whose distances --teacher-weight matches")
+    r.add_argument("--teacher-weight", type=non_negative_float, default=defaults.teacher_weight, metavar="W",
+                   help="add W x the squared log-ratio of the network's spatial distance to the teacher's, between a "
+                        "quarter of each batch and the same images distorted, re-toned, shifted, or other images "
+                        f"(default {defaults.teacher_weight:g}, off)")
     r.add_argument("--pixels-per-degree", type=non_negative_float, default=defaults.pixels_per_degree, metavar="PPD",
                    help="train and validate on the images as seen at this viewing condition (contrast sensitivity); "
                         "the exported card carries it (default 0: as they are)")
@@ -130,13 +136,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} exists and is not a folder")
     from ..train import Recipe, train
 
+    if args.teacher_weight > 0 and not args.teacher:
+        raise UsageError("--teacher-weight needs --teacher MODEL (a bundled name or a card path)")
+    teacher = str(Path(args.teacher).resolve()) if args.teacher and Path(args.teacher).is_file() else args.teacher
     recipe = Recipe(
         data=str(args.data.resolve()), arch=args.arch, arch_args=args.arch_args, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
         photometric=args.photometric, shift_consistency=args.shift_consistency,
         shift_blur=args.shift_blur, shift_min=args.shift_min, photometric_consistency=args.photometric_consistency,
-        pixels_per_degree=args.pixels_per_degree)
+        teacher=teacher, teacher_weight=args.teacher_weight, pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
     try:
         out = train(recipe, args.out, cache=cache, threads=args.threads)
@@ -180,7 +189,7 @@ def distill_run(args: argparse.Namespace) -> int:
 def _distilled(run: Path) -> bool:
     import json
 
-    return "teacher" in json.loads((run / "recipe.json").read_text())
+    return "steps" in json.loads((run / "recipe.json").read_text())  # a distillation counts steps, training epochs
 
 
 def _check_run(run: Path) -> None:
