@@ -362,10 +362,10 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
     """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
     if not 1 <= recipe.shift_min <= MAX_SHIFT:
         raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
-    if recipe.teacher_weight > 0 and not recipe.teacher:
-        raise ValueError("teacher_weight is set but no teacher is named: give a model name or card path")
     teacher = None
     if recipe.teacher_weight > 0:
+        if not recipe.teacher:
+            raise ValueError("teacher_weight is set but no teacher is named: give a model name or card path")
         from ..metric import PerceptualDistance
 
         teacher = PerceptualDistance.from_pretrained(recipe.teacher)
