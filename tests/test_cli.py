@@ -210,7 +210,7 @@ def test_train_run_list_export(tmp_path, capsys):
                 save_random_image(tmp_path / "data" / split / label / f"{i}.png", int(rng.integers(1 << 30)), size=(64, 64))
     run, models = tmp_path / "run", tmp_path / "models"
     args = ["train", "run", "--data", str(tmp_path / "data"), "--out", str(run), "--arch-args", '{"width": 0.25}',
-            "--epochs", "1", "--batch-size", "4", "--shift-consistency", "0.5", "--shift-min", "2",
+            "--epochs", "1", "--batch-size", "4", "--shift-consistency", "0.5", "--shift-min", "2", "--shift-order", "0.5",
             "--cache", str(tmp_path / "cache"), "--threads", "1"]
     assert main(args) == 0
     assert capsys.readouterr().out.startswith(f"finished {run}")
@@ -223,7 +223,7 @@ def test_train_run_list_export(tmp_path, capsys):
     card = json.loads((models / "mine.json").read_text())
     assert card["default_mode"] == "meanpool" and card["training"]["step"] == 2
     assert card["training"]["recipe"]["shift_consistency"] == 0.5  # the recipe travels with the weights
-    assert card["training"]["recipe"]["shift_min"] == 2
+    assert card["training"]["recipe"]["shift_min"] == 2 and card["training"]["recipe"]["shift_order"] == 0.5
     exported = PerceptualDistance.from_pretrained(str(models))  # the documented round trip: --dest DIR, then DIR
     assert exported.card.name == "mine" and exported.weights_path == models / "mine.safetensors"
     assert main(["train", "export", str(run), "--step", "2", "--name", "mine", "--dest", str(models)]) == 2

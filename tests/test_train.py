@@ -164,6 +164,55 @@ def test_shift_consistency_changes_the_training(data, tmp_path):
     assert not finals[0.0]["model.net.conv1.weight"].equal(finals[1.0]["model.net.conv1.weight"])
 
 
+def test_shift_order_loss_is_zero_when_the_two_distortions_agree_and_positive_with_gradients_otherwise(monkeypatch):
+    from perceptual_sim.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("k22_resnet", {"width": 0.25})
+    raw = torch.rand(4, 3, 64, 64)
+    term = recipe_module.shift_order_loss(model, raw, torch.Generator().manual_seed(0), 60.0)
+    term.backward()
+    assert term.item() > 1e-4
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    # the same distortion twice: a shift moves both distances alike, so no decision can change
+    monkeypatch.setattr(recipe_module, "distort", lambda x, p, gen: (x + 0.1 * torch.randn(x.shape, generator=
+                        torch.Generator().manual_seed(1))).clamp(0, 1))
+    assert recipe_module.shift_order_loss(model.eval(), raw, torch.Generator().manual_seed(0)).item() < 1e-10
+
+
+def test_shift_order_loss_sees_the_shift_protocols_windows():
+    class Maps(torch.nn.Module):  # the image itself as the one tapped map
+        def forward(self, x):
+            return [x + 1]
+
+    raw = torch.rand(8, 3, 64, 64)
+    shapes = []
+    term = recipe_module.shift_order_loss(_Recording(Maps(), shapes), raw, torch.Generator().manual_seed(0))
+    assert shapes == [(40, 3, 58, 58)]  # reference, two distortions, both moved: one pass of 58 x 58 windows
+    assert term.item() > 0
+
+
+class _Recording(torch.nn.Module):
+    def __init__(self, inner, shapes):
+        super().__init__()
+        self.inner, self.shapes = inner, shapes
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.inner(x)
+
+
+def test_shift_order_ramps_in_and_changes_the_training(data, tmp_path):
+    finals = {}
+    for weight in (0.0, 1.0):
+        out = train(dataclasses.replace(_recipe(data), epochs=1, shift_order=weight), tmp_path / str(weight),
+                    cache=tmp_path / "cache")
+        finals[weight] = [load_file(str(out / f"step-000000{s}.safetensors"))["model.net.conv1.weight"] for s in (1, 2)]
+    assert finals[0.0][0].equal(finals[1.0][0])  # step 1 runs at weight 0: the ramp starts there
+    assert not finals[0.0][1].equal(finals[1.0][1])
+
+
 def test_a_viewing_condition_filters_training_and_validation_and_reaches_the_card(data, tmp_path, monkeypatch):
     seen = []
     real = recipe_module.csf_filter

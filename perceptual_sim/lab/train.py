@@ -7,7 +7,9 @@ contrast, brightness), which teach the backbone the invariances people have. Opt
 the loss, each on a quarter of the batch: ``shift_consistency``, the spatial distance between an
 image and itself moved 1-3 px (``shift_min``: only the larger shifts; ``shift_blur``: on maps
 blurred as a card's ``feature_blur`` blurs them), so that fewer decisions flip under small
-shifts; ``photometric_consistency``, the distance between an image and itself under a random
+shifts; ``shift_order``, the change a 1-3 px shift of two distortions makes to the difference of their
+distances from the reference (so that the shift keeps the order, not only the distance, small);
+``photometric_consistency``, the distance between an image and itself under a random
 global photometric change (people discount the illuminant and the tone curve); ``teacher_weight``,
 the log-ratio of the network's distances to a teacher metric's on pairs of images. SGD with
 momentum, linear warm-up, then cosine or step decay; no label smoothing, no dropout (K22: both hurt).
@@ -71,6 +73,10 @@ class Recipe:
     shift_blur: float = 0.0
     """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
+    shift_order: float = 0.0
+    """Weight of :func:`shift_order_loss` at the end of the run (on an eighth of each batch, five views each;
+    0: off). It ramps in from 0 linearly over the steps: at full weight from the start it stops a fresh
+    network learning (features that ignore the image change no decision)."""
     photometric_consistency: float = 0.0
     """Weight of :func:`photometric_loss` (on a quarter of each batch; 0: off)."""
     teacher: str = ""
@@ -270,6 +276,37 @@ def shift_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator, bl
     return feature_loss(fa, fb, blur)
 
 
+def _maps(model: torch.nn.Module, x: torch.Tensor, pixels_per_degree: float) -> list[torch.Tensor]:
+    """The network's maps of [0, 1] images as the metric feeds its backbone: seen, clamped, normalised."""
+    seen = csf_filter(x, pixels_per_degree).clamp(0, 1) if pixels_per_degree else x
+    return model(normalize(seen).contiguous(memory_format=torch.channels_last))
+
+
+def shift_order_loss(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Generator,
+                     pixels_per_degree: float = 0.0) -> torch.Tensor:
+    """``mean((d_b' - d_a') - (d_b - d_a))²``: how much a shift changes the shift protocol's decisions, made
+    soft. Each [0, 1] image of ``raw`` is a reference; ``a`` and ``b`` are two :func:`distort` draws of it;
+    ``d`` is the network's spatial distance from the reference's central window to theirs (seen at
+    ``pixels_per_degree``), ``d'`` to theirs moved by one draw of :func:`shifted`'s offsets
+    (the same for ``a`` and ``b``; nothing invented at the border). Zero when a shift changes both distances
+    alike. Not divided by the distances' scale: that made a runaway in which dying features shrink the
+    distances and so grow the term's gradient."""
+    n, _, h, w = raw.shape
+    a, b = distort(raw, 1.0, gen), distort(raw, 1.0, gen)
+    k = torch.randint(1, MAX_SHIFT + 1, (n,), generator=gen)
+    k = torch.where(torch.rand(n, generator=gen) < 0.5, k, -k)
+    vertical = torch.rand(n, generator=gen) < 0.5
+    dy, dx = MAX_SHIFT + torch.where(vertical, k, 0), MAX_SHIFT + torch.where(vertical, 0, k)
+    side_h, side_w = h - 2 * MAX_SHIFT, w - 2 * MAX_SHIFT
+    centre = torch.full((n,), MAX_SHIFT)
+    views = [_crop(t, centre, centre, side_h, side_w) for t in (raw, a, b)] + [
+        _crop(t, dy, dx, side_h, side_w) for t in (a, b)]
+    maps = _maps(model, torch.cat(views), pixels_per_degree)  # one pass: the same batch statistics for all
+    ref, da, db, sa, sb = zip(*(m.chunk(5) for m in maps))
+    d_a, d_b, s_a, s_b = (spatial_distances(ref, other) for other in (da, db, sa, sb))
+    return ((s_b - s_a) - (d_b - d_a)).pow(2).mean()
+
+
 def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Mean spatial distance (all tapped layers, unit-normalised, equal weights) between each [0, 1]
     image of ``x`` and itself under :func:`photometric` at strength 1, both fed normalised."""
@@ -291,11 +328,8 @@ def teacher_loss(model: torch.nn.Module, teacher: torch.nn.Module, raw: torch.Te
     with torch.no_grad():
         d_teacher = teacher(raw, other)
 
-    def maps(x: torch.Tensor) -> list[torch.Tensor]:  # as the metric feeds its backbone: seen, then clamped
-        seen = csf_filter(x, pixels_per_degree).clamp(0, 1) if pixels_per_degree else x
-        return model(normalize(seen).contiguous(memory_format=torch.channels_last))
-
-    d_student = spatial_distances(maps(raw), maps(other), teacher.card.feature_blur)
+    d_student = spatial_distances(_maps(model, raw, pixels_per_degree), _maps(model, other, pixels_per_degree),
+                                  teacher.card.feature_blur)
     return ((d_student + 1e-3).log() - (d_teacher + 1e-3).log()).pow(2).mean()
 
 
@@ -420,6 +454,8 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
             "photometric": (recipe.photometric_consistency, partial(photometric_loss, model, seen_x[:q], gen)),
             "shift": (recipe.shift_consistency, partial(shift_loss, model, x[:q], gen, recipe.shift_blur, recipe.shift_min)),
             "teacher": (recipe.teacher_weight, partial(teacher_loss, model, teacher, raw[:q], gen, recipe.pixels_per_degree)),
+            "order": (recipe.shift_order * step / total, partial(shift_order_loss, model, raw[: max(1, q // 2)], gen,
+                                                  recipe.pixels_per_degree)),  # 5 views each: an eighth
         })
         step += 1
         seen += len(idx)
@@ -460,7 +496,8 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor,
 
 def log_terms(terms: dict[str, torch.Tensor]) -> str:
     """`` shift 0.1234 photometric 0.5678`` for the terms :func:`optimise` returned (empty when none)."""
-    return "".join(f" {k} {terms[k].item():.4f}" for k in ("shift", "photometric", "teacher") if k in terms)
+    return "".join(f" {k} {terms[k].item():.4f}" for k in ("shift", "photometric", "teacher", "order")
+                   if k in terms)
 
 
 def save_checkpoint(out: Path, model, opt, gen, record: dict[str, Any], header: str, row: str) -> None:

@@ -58,6 +58,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--shift-blur", type=non_negative_float, default=defaults.shift_blur, metavar="SIGMA",
                    help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
                         f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
+    r.add_argument("--shift-order", type=non_negative_float, default=defaults.shift_order, metavar="W",
+                   help="add W x the squared change that a 1-3 px shift of two distortions of an image makes to the "
+                        "difference of their distances from it (on an eighth of each batch), so that shifts keep the "
+                        f"order of distances; W ramps in from 0 over the run (default {defaults.shift_order:g}, off)")
     r.add_argument("--photometric-consistency", type=non_negative_float, default=defaults.photometric_consistency,
                    metavar="W", help="add W x the spatial distance between each image and itself under a random global "
                                      "photometric change at strength 1 (on a quarter of each batch), so that tone and "
@@ -144,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
         photometric=args.photometric, shift_consistency=args.shift_consistency,
-        shift_blur=args.shift_blur, shift_min=args.shift_min, photometric_consistency=args.photometric_consistency,
+        shift_blur=args.shift_blur, shift_min=args.shift_min, shift_order=args.shift_order,
+        photometric_consistency=args.photometric_consistency,
         teacher=teacher, teacher_weight=args.teacher_weight, pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
     try:
