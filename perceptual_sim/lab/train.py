@@ -7,8 +7,8 @@ contrast, brightness), which teach the backbone the invariances people have. Opt
 the loss, each on a quarter of the batch: ``shift_consistency``, the spatial distance between an
 image and itself moved 1-3 px (``shift_min``: only the larger shifts; ``shift_blur``: on maps
 blurred as a card's ``feature_blur`` blurs them), so that fewer decisions flip under small
-shifts; ``shift_order``, the change a 1-3 px shift of two distortions makes to the difference of their
-distances from the reference (so that the shift keeps the order, not only the distance, small);
+shifts; ``shift_order``, the share of decisions "which of two distortions is farther from the image"
+that a 1-3 px shift of both changes, made soft (the shift protocol's own measure);
 ``photometric_consistency``, the distance between an image and itself under a random
 global photometric change (people discount the illuminant and the tone curve); ``teacher_weight``,
 the log-ratio of the network's distances to a teacher metric's on pairs of images. SGD with
@@ -75,8 +75,7 @@ class Recipe:
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
     shift_order: float = 0.0
     """Weight of :func:`shift_order_loss` at the end of the run (on an eighth of each batch, five views each;
-    0: off). It ramps in from 0 linearly over the steps: at full weight from the start it stops a fresh
-    network learning (features that ignore the image change no decision)."""
+    0: off). It ramps in from 0 linearly over the steps: an untrained network's decisions are noise."""
     photometric_consistency: float = 0.0
     """Weight of :func:`photometric_loss` (on a quarter of each batch; 0: off)."""
     teacher: str = ""
@@ -282,15 +281,17 @@ def _maps(model: torch.nn.Module, x: torch.Tensor, pixels_per_degree: float) -> 
     return model(normalize(seen).contiguous(memory_format=torch.channels_last))
 
 
-def shift_order_loss(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Generator,
-                     pixels_per_degree: float = 0.0) -> torch.Tensor:
-    """``mean((d_b' - d_a') - (d_b - d_a))²``: how much a shift changes the shift protocol's decisions, made
-    soft. Each [0, 1] image of ``raw`` is a reference; ``a`` and ``b`` are two :func:`distort` draws of it;
-    ``d`` is the network's spatial distance from the reference's central window to theirs (seen at
-    ``pixels_per_degree``), ``d'`` to theirs moved by one draw of :func:`shifted`'s offsets
-    (the same for ``a`` and ``b``; nothing invented at the border). Zero when a shift changes both distances
-    alike. Not divided by the distances' scale: that made a runaway in which dying features shrink the
-    distances and so grow the term's gradient."""
+SHIFT_ORDER_TEMPERATURE = 0.1
+""":func:`shift_order_loss`'s sigmoid is this fraction of the batch's mean ``|d_b - d_a|`` wide."""
+
+
+def shift_order_distances(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Generator,
+                          pixels_per_degree: float = 0.0) -> tuple[torch.Tensor, ...]:
+    """``(d_a, d_b, d_a', d_b')`` per image of ``raw`` ([0, 1]), the shift protocol on the training images:
+    each image is a reference; ``a`` and ``b`` are two :func:`distort` draws of it; ``d`` is the network's
+    spatial distance from the reference's central window to theirs (seen at ``pixels_per_degree``), ``d'`` to
+    theirs moved by one draw of :func:`shifted`'s offsets (the same for ``a`` and ``b``; nothing invented at
+    the border). All five views go through the network in one pass (one set of batch statistics)."""
     n, _, h, w = raw.shape
     a, b = distort(raw, 1.0, gen), distort(raw, 1.0, gen)
     k = torch.randint(1, MAX_SHIFT + 1, (n,), generator=gen)
@@ -301,10 +302,21 @@ def shift_order_loss(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Gener
     centre = torch.full((n,), MAX_SHIFT)
     views = [_crop(t, centre, centre, side_h, side_w) for t in (raw, a, b)] + [
         _crop(t, dy, dx, side_h, side_w) for t in (a, b)]
-    maps = _maps(model, torch.cat(views), pixels_per_degree)  # one pass: the same batch statistics for all
-    ref, da, db, sa, sb = zip(*(m.chunk(5) for m in maps))
-    d_a, d_b, s_a, s_b = (spatial_distances(ref, other) for other in (da, db, sa, sb))
-    return ((s_b - s_a) - (d_b - d_a)).pow(2).mean()
+    ref, da, db, sa, sb = zip(*(m.chunk(5) for m in _maps(model, torch.cat(views), pixels_per_degree)))
+    return tuple(spatial_distances(ref, other) for other in (da, db, sa, sb))
+
+
+def shift_order_loss(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Generator,
+                     pixels_per_degree: float = 0.0) -> torch.Tensor:
+    """The share of :func:`shift_order_distances`' decisions that the shift changes, made soft:
+    ``mean(sigmoid(-sign(d_b - d_a) (d_b' - d_a') / t))``, ``t`` being :data:`SHIFT_ORDER_TEMPERATURE` times
+    the batch's mean ``|d_b - d_a|`` (neither differentiated). Only the shifted decision is pulled towards
+    the unshifted one; features that ignore the image score 0.5, the worst an untrained network scores, so
+    the term cannot be met by dying features."""
+    d_a, d_b, s_a, s_b = shift_order_distances(model, raw, gen, pixels_per_degree)
+    margin = (d_b - d_a).detach()
+    width = (SHIFT_ORDER_TEMPERATURE * margin.abs().mean()).clamp_min(1e-8)
+    return torch.sigmoid(-margin.sign() * (s_b - s_a) / width).mean()
 
 
 def photometric_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -59,9 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
                         f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
     r.add_argument("--shift-order", type=non_negative_float, default=defaults.shift_order, metavar="W",
-                   help="add W x the squared change that a 1-3 px shift of two distortions of an image makes to the "
-                        "difference of their distances from it (on an eighth of each batch), so that shifts keep the "
-                        f"order of distances; W ramps in from 0 over the run (default {defaults.shift_order:g}, off)")
+                   help="add W x the share of decisions 'which of two distortions of an image is farther from it' "
+                        "that a 1-3 px shift of both changes, made soft (on an eighth of each batch); W ramps in from 0 "
+                        f"over the run (default {defaults.shift_order:g}, off)")
     r.add_argument("--photometric-consistency", type=non_negative_float, default=defaults.photometric_consistency,
                    metavar="W", help="add W x the spatial distance between each image and itself under a random global "
                                      "photometric change at strength 1 (on a quarter of each batch), so that tone and "
