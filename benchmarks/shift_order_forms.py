@@ -9,7 +9,7 @@ moved 1-3 px). Candidate terms, each a mean over triplets:
 - ``squared_over_scale``: the same divided by ``mean(d_a + d_b)²``;
 - ``log``: the squared change of ``log(d_b + 0.01) - log(d_a + 0.01)``;
 - ``hard``: the share of decisions ``sign(d_b - d_a)`` the shift changes;
-- ``soft_T``: :func:`~perceptual_sim.lab.train.shift_order_loss`'s sigmoid at temperature ``T``.
+- ``soft_T``: :func:`~perceptual_sim.lab.train.soft_flips` (the training term) at temperature ``T``.
 
 The Spearman correlation of each with the card's 2,000-triplet flips (the maximum over 1-3 px, read from
 ``benchmarks/distill/scores.jsonl``) says which one a network should be trained to lower.
@@ -30,7 +30,7 @@ from scipy.stats import spearmanr
 
 from perceptual_sim import __version__
 from perceptual_sim.images import decode_square
-from perceptual_sim.lab.train import shift_order_distances
+from perceptual_sim.lab.train import shift_order_distances, soft_flips
 from perceptual_sim.metric import PerceptualDistance
 
 TEMPERATURES = (0.1, 0.3, 1.0)
@@ -44,7 +44,7 @@ def forms(d_a: torch.Tensor, d_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Te
            "log": (((s_b + e).log() - (s_a + e).log()) - ((d_b + e).log() - (d_a + e).log())).pow(2).mean().item(),
            "hard": (ds.sign() != dd.sign()).double().mean().item()}
     for t in TEMPERATURES:
-        out[f"soft_{t:g}"] = torch.sigmoid(-dd.sign() * ds / (t * dd.abs().mean())).mean().item()
+        out[f"soft_{t:g}"] = soft_flips(d_a, d_b, s_a, s_b, t).item()
     return out
 
 

@@ -184,10 +184,6 @@ def test_shift_order_loss_has_finite_gradients_and_gives_features_that_ignore_th
 
 
 def test_shift_order_loss_is_small_when_a_shift_keeps_every_decision(monkeypatch):
-    class Maps(torch.nn.Module):  # the image itself as the one tapped map
-        def forward(self, x):
-            return [x + 1]
-
     smooth = torch.nn.functional.interpolate(torch.rand(8, 3, 4, 4), size=(64, 64), mode="bilinear")
     calls = []
 
@@ -196,20 +192,21 @@ def test_shift_order_loss_is_small_when_a_shift_keeps_every_decision(monkeypatch
         return x + (0.02 if len(calls) % 2 else 0.4) * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
 
     monkeypatch.setattr(recipe_module, "distort", two_levels)
-    term = recipe_module.shift_order_loss(Maps(), smooth, torch.Generator().manual_seed(0)).item()
+    term = recipe_module.shift_order_loss(_ImagePlusOne(), smooth, torch.Generator().manual_seed(0)).item()
     assert term < 0.01
 
 
 def test_shift_order_loss_sees_the_shift_protocols_windows():
-    class Maps(torch.nn.Module):  # the image itself as the one tapped map
-        def forward(self, x):
-            return [x + 1]
-
     raw = torch.rand(8, 3, 64, 64)
     shapes = []
-    term = recipe_module.shift_order_loss(_Recording(Maps(), shapes), raw, torch.Generator().manual_seed(0))
+    term = recipe_module.shift_order_loss(_Recording(_ImagePlusOne(), shapes), raw, torch.Generator().manual_seed(0))
     assert shapes == [(40, 3, 58, 58)]  # reference, two distortions, both moved: one pass of 58 x 58 windows
     assert term.item() > 0
+
+
+class _ImagePlusOne(torch.nn.Module):  # the image itself (kept off zero) as the one tapped map
+    def forward(self, x):
+        return [x + 1]
 
 
 class _Recording(torch.nn.Module):

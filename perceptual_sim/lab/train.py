@@ -197,14 +197,18 @@ def shifted(x: torch.Tensor, gen: torch.Generator, low: int = 1) -> torch.Tensor
     the uncovered border is reflected."""
     if not 1 <= low <= MAX_SHIFT:
         raise ValueError(f"the smallest shift must be 1 to {MAX_SHIFT} px, got {low}")
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
+    dy, dx = _shift_corners(len(x), gen, low)
+    return _crop(F.pad(x, (MAX_SHIFT,) * 4, mode="reflect"), dy, dx, h, w)
+
+
+def _shift_corners(n: int, gen: torch.Generator, low: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the top-left corner (dy, dx) of a window moved ``low``..:data:`MAX_SHIFT` px left, right,
+    up or down from (:data:`MAX_SHIFT`, :data:`MAX_SHIFT`)."""
     k = torch.randint(low, MAX_SHIFT + 1, (n,), generator=gen)
     k = torch.where(torch.rand(n, generator=gen) < 0.5, k, -k)
     vertical = torch.rand(n, generator=gen) < 0.5
-    padded = F.pad(x, (MAX_SHIFT,) * 4, mode="reflect")
-    dy = MAX_SHIFT + torch.where(vertical, k, 0)
-    dx = MAX_SHIFT + torch.where(vertical, 0, k)
-    return _crop(padded, dy, dx, h, w)
+    return MAX_SHIFT + torch.where(vertical, k, 0), MAX_SHIFT + torch.where(vertical, 0, k)
 
 
 def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -294,10 +298,7 @@ def shift_order_distances(model: torch.nn.Module, raw: torch.Tensor, gen: torch.
     the border). All five views go through the network in one pass (one set of batch statistics)."""
     n, _, h, w = raw.shape
     a, b = distort(raw, 1.0, gen), distort(raw, 1.0, gen)
-    k = torch.randint(1, MAX_SHIFT + 1, (n,), generator=gen)
-    k = torch.where(torch.rand(n, generator=gen) < 0.5, k, -k)
-    vertical = torch.rand(n, generator=gen) < 0.5
-    dy, dx = MAX_SHIFT + torch.where(vertical, k, 0), MAX_SHIFT + torch.where(vertical, 0, k)
+    dy, dx = _shift_corners(n, gen)
     side_h, side_w = h - 2 * MAX_SHIFT, w - 2 * MAX_SHIFT
     centre = torch.full((n,), MAX_SHIFT)
     views = [_crop(t, centre, centre, side_h, side_w) for t in (raw, a, b)] + [
@@ -313,9 +314,15 @@ def shift_order_loss(model: torch.nn.Module, raw: torch.Tensor, gen: torch.Gener
     the batch's mean ``|d_b - d_a|`` (neither differentiated). Only the shifted decision is pulled towards
     the unshifted one; features that ignore the image score 0.5, the worst an untrained network scores, so
     the term cannot be met by dying features."""
-    d_a, d_b, s_a, s_b = shift_order_distances(model, raw, gen, pixels_per_degree)
+    return soft_flips(*shift_order_distances(model, raw, gen, pixels_per_degree))
+
+
+def soft_flips(d_a: torch.Tensor, d_b: torch.Tensor, s_a: torch.Tensor, s_b: torch.Tensor,
+               temperature: float = SHIFT_ORDER_TEMPERATURE) -> torch.Tensor:
+    """``mean(sigmoid(-sign(d_b - d_a) (s_b - s_a) / t))``, ``t`` = ``temperature`` x the mean ``|d_b - d_a|``
+    (the unshifted side not differentiated): the share of decisions the shifted distances change, made soft."""
     margin = (d_b - d_a).detach()
-    width = (SHIFT_ORDER_TEMPERATURE * margin.abs().mean()).clamp_min(1e-8)
+    width = (temperature * margin.abs().mean()).clamp_min(1e-8)
     return torch.sigmoid(-margin.sign() * (s_b - s_a) / width).mean()
 
 
