@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 
 from perceptual_sim import __version__
+from perceptual_sim.cli.options import feature_blur, format_feature_blur
 from perceptual_sim.lab.evaluate.proxy import judged_proxy_set, shift_flips, triplet_distances
 from perceptual_sim.metric import PerceptualDistance
+from perceptual_sim.models.card import WeightsError
 
 BLURS = ("0", "0.75", "1", "1.5", "1.5,0.75,0.75,0.75", "2,1,0.75,0.75", "0.75,0.75,1.5,1.5", "3,1.5,1,0.75")
 
@@ -31,11 +33,10 @@ class StageMetric:
     """Features from ``model``; distances per tapped map and per blur configuration (each a copy of the
     card with that ``feature_blur``, comparing the same features)."""
 
-    def __init__(self, model: PerceptualDistance, blurs: list[tuple[float, ...]]) -> None:
+    def __init__(self, model: PerceptualDistance, blurs: list[float | tuple[float, ...]]) -> None:
         self.model, self.name = model, model.card.name
-        path = model.weights_path
-        self.variants = {",".join(f"{s:g}" for s in b): PerceptualDistance.from_card(
-            dataclasses.replace(model.card, feature_blur=b), path).eval() for b in blurs}
+        self.variants = {format_feature_blur(b): PerceptualDistance.from_card(
+            dataclasses.replace(model.card, feature_blur=b), model.weights_path).eval() for b in blurs}
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.model.embed(x).maps
@@ -51,7 +52,7 @@ class StageMetric:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cards", nargs="+", required=True, help="model strings: card paths or bundled names")
-    ap.add_argument("--blurs", nargs="+", default=list(BLURS),
+    ap.add_argument("--blurs", nargs="+", type=feature_blur, default=[feature_blur(b) for b in BLURS],
                     help="per-stage sigmas, comma-separated (one number: every map)")
     ap.add_argument("--images", type=Path, default=Path("/tmp/tin/val"), help="natural images for the proxy")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/distill/flips_by_stage.json"))
@@ -62,14 +63,11 @@ def main() -> int:
     rows = []
     for card in args.cards:
         model = PerceptualDistance.from_pretrained(card).eval()
-        taps = len(model.backbone.channels)
-        blurs = []
-        for text in args.blurs:
-            sigmas = tuple(float(v) for v in text.split(","))
-            blurs.append(sigmas if len(sigmas) == taps else sigmas * taps if len(sigmas) == 1 else None)
-            if blurs[-1] is None:
-                ap.error(f"--blurs {text!r}: give one sigma or {taps} (the card's tapped maps)")
-        views = triplet_distances(StageMetric(model, blurs), proxy, progress=False)
+        try:  # the card checks each blur (range, one sigma per tapped map)
+            metric = StageMetric(model, args.blurs)
+        except WeightsError as exc:
+            ap.error(f"--blurs: {exc}")
+        views = triplet_distances(metric, proxy, progress=False)
         flips = {distance: {k: round(v, 5) for k, v in shift_flips(by_view).items()}
                  for distance, by_view in views.items()}
         rows.append({"card": model.card.name, "feature_blur": model.card.feature_blur, "flips": flips})
