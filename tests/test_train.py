@@ -229,6 +229,17 @@ def test_shift_order_ramps_in_and_changes_the_training(data, tmp_path):
     assert not finals[0.0][1].equal(finals[1.0][1])
 
 
+def test_shift_blur_applies_from_its_fraction_of_the_run(data, tmp_path, monkeypatch):
+    blurs = []
+    real = recipe_module.shift_loss
+    monkeypatch.setattr(recipe_module, "shift_loss", lambda model, x, gen, blur, low: blurs.append(blur) or real(model, x, gen, blur, low))
+    train(dataclasses.replace(_recipe(data), shift_consistency=0.5, shift_blur=0.75, shift_blur_from=0.5), tmp_path / "run",
+          cache=tmp_path / "cache")
+    assert blurs == [0.0, 0.0, 0.75, 0.75]  # 4 steps: the first half compares the maps as they are
+    with pytest.raises(ValueError, match=r"shift_blur_from must be a fraction of the run in \[0, 1\), got 1"):
+        train(dataclasses.replace(_recipe(data), shift_blur_from=1.0), tmp_path / "bad", cache=tmp_path / "cache")
+
+
 def test_a_viewing_condition_filters_training_and_validation_and_reaches_the_card(data, tmp_path, monkeypatch):
     seen = []
     real = recipe_module.csf_filter

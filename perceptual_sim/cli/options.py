@@ -120,6 +120,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1): a point in a run, as a share of its steps."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the run, 0 <= F < 1, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = non_negative_float(text)
     if value == 0:

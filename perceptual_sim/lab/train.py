@@ -73,6 +73,9 @@ class Recipe:
     shift_blur: float = 0.0
     """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
     card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
+    shift_blur_from: float = 0.0
+    """``shift_blur`` applies from this fraction of the run's steps on (0: throughout); before it, the
+    shift-consistency term compares the maps as they are, so the blur's invariance is asked for late, at small rates."""
     shift_order: float = 0.0
     """Weight of :func:`shift_order_loss` at the end of the run (on an eighth of each batch, five views each;
     0: off). It ramps in from 0 linearly over the steps: an untrained network's decisions are noise."""
@@ -415,6 +418,8 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
     """Train (or resume) the run in ``out``; returns the folder. Safe to interrupt and re-run."""
     if not 1 <= recipe.shift_min <= MAX_SHIFT:
         raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
+    if not 0 <= recipe.shift_blur_from < 1:
+        raise ValueError(f"shift_blur_from must be a fraction of the run in [0, 1), got {recipe.shift_blur_from}")
     teacher = None
     if recipe.teacher_weight > 0:
         if not recipe.teacher:
@@ -469,9 +474,10 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
             g["lr"] = lr
         loss = F.cross_entropy(model.classify(x.contiguous(memory_format=torch.channels_last)), y)
         q = max(1, len(x) // 4)  # each consistency term: a quarter of the batch, two more passes
+        shift_blur = recipe.shift_blur if step >= recipe.shift_blur_from * total else 0.0
         terms = optimise(opt, loss, {
             "photometric": (recipe.photometric_consistency, partial(photometric_loss, model, seen_x[:q], gen)),
-            "shift": (recipe.shift_consistency, partial(shift_loss, model, x[:q], gen, recipe.shift_blur, recipe.shift_min)),
+            "shift": (recipe.shift_consistency, partial(shift_loss, model, x[:q], gen, shift_blur, recipe.shift_min)),
             "teacher": (recipe.teacher_weight, partial(teacher_loss, model, teacher, raw[:q], gen, recipe.pixels_per_degree)),
             "order": (recipe.shift_order * step / total, partial(shift_order_loss, model, raw[: max(1, q // 2)], gen,
                                                   recipe.pixels_per_degree)),  # 5 views each: an eighth

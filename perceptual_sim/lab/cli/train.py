@@ -7,7 +7,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ...cli.options import UsageError, feature_blur, json_object, non_negative_float, positive_float, positive_int
+from ...cli.options import (
+    UsageError,
+    feature_blur,
+    fraction,
+    json_object,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from ...files import cache_root
 from ...models.archs import MODES
 
@@ -58,6 +66,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--shift-blur", type=non_negative_float, default=defaults.shift_blur, metavar="SIGMA",
                    help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
                         f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
+    r.add_argument("--shift-blur-from", type=fraction, default=defaults.shift_blur_from, metavar="F",
+                   help="--shift-blur applies only from this fraction of the run on (before it the term compares the maps "
+                        f"as they are), so its invariance is asked for late, at small rates (default {defaults.shift_blur_from:g}: throughout)")
     r.add_argument("--shift-order", type=non_negative_float, default=defaults.shift_order, metavar="W",
                    help="add W x the share of decisions 'which of two distortions of an image is farther from it' "
                         "that a 1-3 px shift of both changes, made soft (on an eighth of each batch); W ramps in from 0 "
@@ -148,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, seed=args.seed, optimizer=args.optimizer,
         photometric=args.photometric, shift_consistency=args.shift_consistency,
-        shift_blur=args.shift_blur, shift_min=args.shift_min, shift_order=args.shift_order,
+        shift_blur=args.shift_blur, shift_blur_from=args.shift_blur_from, shift_min=args.shift_min, shift_order=args.shift_order,
         photometric_consistency=args.photometric_consistency,
         teacher=teacher, teacher_weight=args.teacher_weight, pixels_per_degree=args.pixels_per_degree)
     cache = args.cache or cache_root() / "datasets"
