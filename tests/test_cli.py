@@ -211,7 +211,7 @@ def test_train_run_list_export(tmp_path, capsys):
     run, models = tmp_path / "run", tmp_path / "models"
     args = ["train", "run", "--data", str(tmp_path / "data"), "--out", str(run), "--arch-args", '{"width": 0.25}',
             "--epochs", "1", "--batch-size", "4", "--shift-consistency", "0.5", "--shift-min", "2", "--shift-order", "0.5",
-            "--shift-blur", "0.5", "--shift-blur-from", "0.5", "--cache", str(tmp_path / "cache"), "--threads", "1"]
+            "--shift-blur", "0,0,0.5,0.5", "--shift-blur-from", "0.5", "--cache", str(tmp_path / "cache"), "--threads", "1"]
     assert main(args) == 0
     assert capsys.readouterr().out.startswith(f"finished {run}")
     assert main(["train", "list", str(run)]) == 0
@@ -225,6 +225,7 @@ def test_train_run_list_export(tmp_path, capsys):
     assert card["training"]["recipe"]["shift_consistency"] == 0.5  # the recipe travels with the weights
     assert card["training"]["recipe"]["shift_min"] == 2 and card["training"]["recipe"]["shift_order"] == 0.5
     assert card["training"]["recipe"]["shift_blur_from"] == 0.5
+    assert card["training"]["recipe"]["shift_blur"] == [0, 0, 0.5, 0.5]  # one sigma per stage
     exported = PerceptualDistance.from_pretrained(str(models))  # the documented round trip: --dest DIR, then DIR
     assert exported.card.name == "mine" and exported.weights_path == models / "mine.safetensors"
     assert main(["train", "export", str(run), "--step", "2", "--name", "mine", "--dest", str(models)]) == 2

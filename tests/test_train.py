@@ -240,6 +240,20 @@ def test_shift_blur_applies_from_its_fraction_of_the_run(data, tmp_path, monkeyp
         train(dataclasses.replace(_recipe(data), shift_blur_from=1.0), tmp_path / "bad", cache=tmp_path / "cache")
 
 
+def test_shift_blur_per_stage_reaches_the_term_and_must_match_the_taps(data, tmp_path, monkeypatch):
+    blurs = []
+    real = recipe_module.shift_loss
+    monkeypatch.setattr(recipe_module, "shift_loss", lambda model, x, gen, blur, low: blurs.append(blur) or real(model, x, gen, blur, low))
+    per_stage = (0.0, 0.0, 0.75, 0.75)  # k22_resnet taps its 4 stages
+    train(dataclasses.replace(_recipe(data), epochs=1, shift_consistency=0.5, shift_blur=per_stage), tmp_path / "run",
+          cache=tmp_path / "cache")
+    assert blurs == [per_stage, per_stage]
+    with pytest.raises(ValueError, match=r"shift_blur has 3 sigmas, but k22_resnet with these arch_args taps 4 maps"):
+        train(dataclasses.replace(_recipe(data), shift_blur=(0.0, 0.5, 0.5)), tmp_path / "bad", cache=tmp_path / "cache")
+    with pytest.raises(ValueError, match=r"shift_blur must be sigmas >= 0, got -1"):
+        train(dataclasses.replace(_recipe(data), shift_blur=-1.0), tmp_path / "bad", cache=tmp_path / "cache")
+
+
 def test_a_viewing_condition_filters_training_and_validation_and_reaches_the_card(data, tmp_path, monkeypatch):
     seen = []
     real = recipe_module.csf_filter

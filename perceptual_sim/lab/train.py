@@ -43,6 +43,7 @@ from ..csf import csf_filter
 from ..distances import blur_normalized, layer_terms
 from ..files import write_atomic
 from ..images import IMAGE_SUFFIXES, decode_square
+from ..models.archs import tap_count
 from ..models.card import IMAGENET_MEAN, IMAGENET_STD, ModelCard, save_model
 
 IMAGE_SIZE = 64
@@ -70,9 +71,10 @@ class Recipe:
     shift_min: int = 1
     """The shift-consistency term moves images by this many to :data:`MAX_SHIFT` px (1: the whole range
     of the shift protocol; larger: only the larger shifts, which flip more decisions)."""
-    shift_blur: float = 0.0
-    """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (as a
-    card's ``feature_blur`` does; 0: as they are), so that it asks for the invariance the metric will use."""
+    shift_blur: float | tuple[float, ...] = 0.0
+    """The shift-consistency term compares the maps blurred by a Gaussian of this many positions (one sigma,
+    or one per tapped map, as a card's ``feature_blur``; 0: as they are), so that it asks for the invariance
+    the metric will use."""
     shift_blur_from: float = 0.0
     """``shift_blur`` applies from this fraction of the run's steps on (0: throughout); before it, the
     shift-consistency term compares the maps as they are, so the blur's invariance is asked for late, at small rates."""
@@ -420,6 +422,13 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
     if not 0 <= recipe.shift_blur_from < 1:
         raise ValueError(f"shift_blur_from must be a fraction of the run in [0, 1), got {recipe.shift_blur_from}")
+    sigmas = recipe.shift_blur if isinstance(recipe.shift_blur, Sequence) else [recipe.shift_blur]
+    if not all(0 <= s < math.inf for s in sigmas):
+        raise ValueError(f"shift_blur must be sigmas >= 0, got {recipe.shift_blur}")
+    taps = tap_count(recipe.arch, recipe.arch_args)
+    if isinstance(recipe.shift_blur, Sequence) and len(recipe.shift_blur) != taps:
+        raise ValueError(f"shift_blur has {len(recipe.shift_blur)} sigmas, but {recipe.arch} with these arch_args "
+                         f"taps {taps} maps; give one sigma per tapped map or a single number")
     teacher = None
     if recipe.teacher_weight > 0:
         if not recipe.teacher:

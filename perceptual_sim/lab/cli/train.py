@@ -63,9 +63,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--shift-min", type=int, choices=range(1, MAX_SHIFT + 1), default=defaults.shift_min, metavar="PX",
                    help=f"the shift-consistency term moves images by PX to {MAX_SHIFT} px, so that a larger value asks "
                         f"only for the larger shifts, which flip more decisions (default {defaults.shift_min}: 1-{MAX_SHIFT} px)")
-    r.add_argument("--shift-blur", type=non_negative_float, default=defaults.shift_blur, metavar="SIGMA",
-                   help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, as a "
-                        f"card's feature blur does (export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
+    r.add_argument("--shift-blur", type=feature_blur, default=defaults.shift_blur, metavar="SIGMA",
+                   help="the shift-consistency term compares the maps blurred by a Gaussian of SIGMA positions, or of "
+                        "one sigma per tapped map (comma-separated: 0,0,0.75,0.75), as a card's feature blur does "
+                        f"(export with the same --feature-blur; default {defaults.shift_blur:g}, off)")
     r.add_argument("--shift-blur-from", type=fraction, default=defaults.shift_blur_from, metavar="F",
                    help="--shift-blur applies only from this fraction of the run on (before it the term compares the maps "
                         f"as they are), so its invariance is asked for late, at small rates (default {defaults.shift_blur_from:g}: throughout)")
