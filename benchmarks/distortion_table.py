@@ -1,6 +1,6 @@
 """What distances mean: each bundled model's distance (default mode) for common distortions at 256 px.
 
-    python benchmarks/distortion_table.py [--json benchmarks/distortion_table.json]
+    python benchmarks/distortion_table.py [--json benchmarks/distortion_table.json] [--models NAME|CARD ...]
 
 Images: the eight colour photographs that ship inside scikit-image (``pip install scikit-image``),
 each centre-cropped to a square and resized to 260 px (PIL Lanczos); the reference is the middle
@@ -108,18 +108,23 @@ def pairs() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, default=None, help="also write every cell (median, min, max) as JSON")
+    ap.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                    help="names or card paths to tabulate instead of the bundled models")
     args = ap.parse_args(argv)
     data = pairs()
-    names = sorted((card.name for card in list_models()), key=lambda n: (n in REFERENCES, n != DEFAULT_MODEL, n))
+    names = args.models or sorted((card.name for card in list_models()),
+                                  key=lambda n: (n in REFERENCES, n != DEFAULT_MODEL, n))
     result: dict[str, dict[str, dict[str, float]]] = {}
+    modes = {}
     for model_name in names:
         model = PerceptualDistance.from_pretrained(model_name)
+        modes[model.card.name] = model.mode
         with torch.inference_mode():
             for distortion, (x, y) in data.items():
                 d = model(x, y).double().numpy()
-                result.setdefault(distortion, {})[model_name] = {
+                result.setdefault(distortion, {})[model.card.name] = {
                     "median": float(np.median(d)), "min": float(d.min()), "max": float(d.max())}
-    modes = {n: PerceptualDistance.from_pretrained(n).mode for n in names}
+    names = list(modes)
     print("| distortion (256 px) | " + " | ".join(f"`{n}` ({modes[n]})" for n in names) + " |")
     print("| --- |" + " --- |" * len(names))
     for distortion, cells in result.items():
