@@ -115,17 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     names = args.models or sorted((card.name for card in list_models()),
                                   key=lambda n: (n in REFERENCES, n != DEFAULT_MODEL, n))
     result: dict[str, dict[str, dict[str, float]]] = {}
-    modes = {}
+    headers = []
     for model_name in names:
         model = PerceptualDistance.from_pretrained(model_name)
-        modes[model.card.name] = model.mode
+        headers.append(f"`{model.card.name}` ({model.mode})")
         with torch.inference_mode():
             for distortion, (x, y) in data.items():
                 d = model(x, y).double().numpy()
-                result.setdefault(distortion, {})[model.card.name] = {
+                result.setdefault(distortion, {})[model_name] = {
                     "median": float(np.median(d)), "min": float(d.min()), "max": float(d.max())}
-    names = list(modes)
-    print("| distortion (256 px) | " + " | ".join(f"`{n}` ({modes[n]})" for n in names) + " |")
+    print("| distortion (256 px) | " + " | ".join(headers) + " |")
     print("| --- |" + " --- |" * len(names))
     for distortion, cells in result.items():
         print(f"| {distortion} | " + " | ".join(f"{cells[n]['median']:.3g}" for n in names) + " |")

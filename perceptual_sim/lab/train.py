@@ -422,12 +422,12 @@ def train(recipe: Recipe, out: Path, *, cache: Path, threads: int | None = None,
         raise ValueError(f"shift_min must be 1 to {MAX_SHIFT} px, got {recipe.shift_min}")
     if not 0 <= recipe.shift_blur_from < 1:
         raise ValueError(f"shift_blur_from must be a fraction of the run in [0, 1), got {recipe.shift_blur_from}")
-    sigmas = recipe.shift_blur if isinstance(recipe.shift_blur, Sequence) else [recipe.shift_blur]
+    per_map = isinstance(recipe.shift_blur, Sequence)
+    sigmas = recipe.shift_blur if per_map else (recipe.shift_blur,)
     if not all(0 <= s < math.inf for s in sigmas):
         raise ValueError(f"shift_blur must be sigmas >= 0, got {recipe.shift_blur}")
-    taps = tap_count(recipe.arch, recipe.arch_args)
-    if isinstance(recipe.shift_blur, Sequence) and len(recipe.shift_blur) != taps:
-        raise ValueError(f"shift_blur has {len(recipe.shift_blur)} sigmas, but {recipe.arch} with these arch_args "
+    if per_map and len(sigmas) != (taps := tap_count(recipe.arch, recipe.arch_args)):
+        raise ValueError(f"shift_blur has {len(sigmas)} sigmas, but {recipe.arch} with these arch_args "
                          f"taps {taps} maps; give one sigma per tapped map or a single number")
     teacher = None
     if recipe.teacher_weight > 0:
